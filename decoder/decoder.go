@@ -1,0 +1,438 @@
+package decoder
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// LSN is a PostgreSQL WAL position.
+type LSN = pglogrepl.LSN
+
+// Op is the kind of a row change.
+type Op uint8
+
+// Row change kinds.
+const (
+	OpInsert Op = iota + 1
+	OpUpdate
+	OpDelete
+	OpTruncate
+)
+
+// String returns "insert", "update", "delete" or "truncate".
+func (o Op) String() string {
+	switch o {
+	case OpInsert:
+		return "insert"
+	case OpUpdate:
+		return "update"
+	case OpDelete:
+		return "delete"
+	case OpTruncate:
+		return "truncate"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Change is one decoded row change.
+type Change struct {
+	Op       Op
+	Relation *Relation
+	// New is the new row of an insert or update.
+	New map[string]any
+	// Old is the old row of an update or delete when Postgres sent one:
+	// the replica identity key columns (OldKind 'K', other columns absent)
+	// or the whole row (OldKind 'O').
+	Old     map[string]any
+	OldKind byte
+	// Index is the position of the change in its transaction, in WAL order.
+	Index int
+	// Truncate flags.
+	Cascade, RestartIdentity bool
+}
+
+// Batch is a committed transaction, or one chunk of a large one. Chunks of
+// one transaction are emitted in order with increasing Seq; the last one
+// has Final set and is the only one after which the transaction may be
+// acknowledged (up to EndLSN).
+type Batch struct {
+	XID        uint32
+	CommitLSN  LSN
+	EndLSN     LSN // set on the Final chunk
+	CommitTime time.Time
+	Origin     string
+	Changes    []Change
+	Seq        int
+	Final      bool
+	// Streamed tells that the transaction came in stream blocks (protocol
+	// version 2 and later) and was assembled at its Stream Commit.
+	Streamed bool
+}
+
+// Options configure a Decoder. The zero value is usable.
+type Options struct {
+	// MaxBatchEvents caps the changes in one emitted Batch; a larger
+	// transaction is emitted in several chunks. Default 10,000.
+	MaxBatchEvents int
+	// MemoryBudget caps the bytes of streamed in-progress transactions held
+	// in memory; past it they spill to a temp file in SpillDir. Default 64 MiB.
+	MemoryBudget int64
+	// SpillDir is where spill files go. Default os.TempDir().
+	SpillDir string
+	// SkipOrigins drops the changes of transactions that carry a
+	// replication origin (changes applied by another replication system),
+	// to avoid loops in bidirectional set-ups.
+	SkipOrigins bool
+	// Types resolves type OIDs the decoder cannot name by itself. Optional.
+	Types TypeResolver
+	// Skip, when set, is asked once per change whether the change's
+	// relation is of no interest; such changes are not decoded into values
+	// nor emitted (their Index is still used).
+	Skip func(*Relation) bool
+	// Logger receives warnings. Default: discard.
+	Logger *slog.Logger
+}
+
+// Decoder turns pgoutput messages into committed transactions. It is not
+// safe for concurrent use: one goroutine feeds it messages in stream order.
+type Decoder struct {
+	opts      Options
+	typeMap   *pgtype.Map
+	rels      map[uint32]*Relation
+	typeNames map[uint32]string
+	typeInfos map[uint32]TypeInfo
+
+	tx       *txState // open non-streamed transaction
+	inStream bool
+	cur      *spool // spool of the current stream block
+	streams  map[uint32]*spool
+	memUsed  int64
+}
+
+type txState struct {
+	batch  *Batch
+	index  int
+	skip   bool // origin skipped
+	rels   map[uint32]*Relation
+	replay bool
+}
+
+// New returns a Decoder.
+func New(opts Options) *Decoder {
+	if opts.MaxBatchEvents <= 0 {
+		opts.MaxBatchEvents = 10000
+	}
+	if opts.MemoryBudget <= 0 {
+		opts.MemoryBudget = 64 << 20
+	}
+	if opts.SpillDir == "" {
+		opts.SpillDir = os.TempDir()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Decoder{
+		opts:      opts,
+		typeMap:   pgtype.NewMap(),
+		rels:      make(map[uint32]*Relation),
+		typeNames: make(map[uint32]string),
+		typeInfos: make(map[uint32]TypeInfo),
+		streams:   make(map[uint32]*spool),
+	}
+}
+
+// Emit receives decoded batches. An error stops decoding and is returned
+// by Decode.
+type Emit func(*Batch) error
+
+// InTransaction reports whether a transaction or a streamed transaction is
+// open: some of its messages were decoded, but not its commit or abort.
+func (d *Decoder) InTransaction() bool { return d.tx != nil || d.inStream || len(d.streams) > 0 }
+
+// Relation returns the cached relation with the given ID, if any.
+func (d *Decoder) Relation(id uint32) (*Relation, bool) {
+	r, ok := d.rels[id]
+	return r, ok
+}
+
+// Reset forgets open transactions and spooled streams, as after a
+// reconnect, when the server sends everything unacknowledged again, and
+// Relation messages with it.
+func (d *Decoder) Reset() {
+	d.tx = nil
+	d.inStream = false
+	d.cur = nil
+	for _, s := range d.streams {
+		s.close()
+	}
+	clear(d.streams)
+	d.memUsed = 0
+	clear(d.rels)
+}
+
+// Close releases spill files.
+func (d *Decoder) Close() { d.Reset() }
+
+// Decode decodes one pgoutput message (the payload of an XLogData). It
+// calls emit for every batch that becomes ready, in commit order; emit may
+// block, which holds the caller back (back-pressure). data may be reused
+// by the caller once Decode returns.
+func (d *Decoder) Decode(data []byte, emit Emit) error {
+	if d.inStream && len(data) > 0 && isStreamedData(MessageType(data[0])) {
+		return d.spoolMessage(data)
+	}
+	m, err := Parse(data, d.inStream)
+	if err != nil {
+		return err
+	}
+	return d.apply(m, emit)
+}
+
+func isStreamedData(t MessageType) bool {
+	switch t {
+	case MsgRelation, MsgType, MsgInsert, MsgUpdate, MsgDelete, MsgTruncate, MsgMessage, MsgOrigin:
+		return true
+	}
+	return false
+}
+
+func (d *Decoder) apply(m Message, emit Emit) error {
+	switch m := m.(type) {
+	case *BeginMessage:
+		if d.tx != nil {
+			return fmt.Errorf("decoder: Begin of transaction %d while transaction %d is open", m.XID, d.tx.batch.XID)
+		}
+		d.tx = &txState{batch: &Batch{XID: m.XID, CommitLSN: m.FinalLSN, CommitTime: m.CommitTime}}
+		return nil
+	case *CommitMessage:
+		if d.tx == nil {
+			return fmt.Errorf("decoder: Commit at %s without Begin", m.CommitLSN)
+		}
+		b := d.tx.batch
+		b.EndLSN, b.Final = m.EndLSN, true
+		if m.CommitLSN != 0 {
+			b.CommitLSN = m.CommitLSN
+		}
+		d.tx = nil
+		return emit(b)
+	case *OriginMessage:
+		if d.tx != nil {
+			d.tx.batch.Origin = m.Name
+			d.tx.skip = d.opts.SkipOrigins
+		}
+		return nil
+	case *RelationMessage:
+		rel, err := d.buildRelation(m)
+		if err != nil {
+			return err
+		}
+		if d.tx != nil && d.tx.replay {
+			// A streamed transaction's own Relation messages describe the
+			// table as that transaction saw it.
+			d.tx.rels[rel.ID] = rel
+			return nil
+		}
+		d.rels[rel.ID] = rel
+		return nil
+	case *TypeMessage:
+		name := m.Name
+		if m.Namespace != "pg_catalog" && m.Namespace != "" {
+			name = m.Namespace + "." + m.Name
+		}
+		d.typeNames[m.TypeOID] = name
+		return nil
+	case *InsertMessage:
+		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) (err error) {
+			c.Op = OpInsert
+			c.New, err = d.decodeTuple(rel, m.New, false)
+			return err
+		})
+	case *UpdateMessage:
+		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) (err error) {
+			c.Op = OpUpdate
+			if c.New, err = d.decodeTuple(rel, m.New, false); err != nil {
+				return err
+			}
+			if m.OldKind != 0 {
+				c.OldKind = m.OldKind
+				c.Old, err = d.decodeTuple(rel, m.Old, m.OldKind == 'K')
+			}
+			return err
+		})
+	case *DeleteMessage:
+		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) (err error) {
+			c.Op = OpDelete
+			c.OldKind = m.OldKind
+			c.Old, err = d.decodeTuple(rel, m.Old, m.OldKind == 'K')
+			return err
+		})
+	case *TruncateMessage:
+		for _, id := range m.RelationIDs {
+			err := d.change(emit, id, func(rel *Relation, c *Change) error {
+				c.Op = OpTruncate
+				c.Cascade = m.Options&TruncateCascade != 0
+				c.RestartIdentity = m.Options&TruncateRestartIdentity != 0
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	case *LogicalMessage:
+		return nil
+	case *StreamStartMessage:
+		if d.inStream {
+			return fmt.Errorf("decoder: Stream Start of transaction %d inside the stream block of transaction %d", m.XID, d.cur.xid)
+		}
+		d.inStream = true
+		s := d.streams[m.XID]
+		if s == nil {
+			s = &spool{xid: m.XID}
+			d.streams[m.XID] = s
+		}
+		d.cur = s
+		return nil
+	case *StreamStopMessage:
+		d.inStream, d.cur = false, nil
+		return nil
+	case *StreamAbortMessage:
+		s := d.streams[m.XID]
+		if s == nil {
+			return nil // nothing of it was received (e.g. before a reconnect)
+		}
+		if m.SubXID == m.XID || m.SubXID == 0 {
+			d.dropStream(s)
+			return nil
+		}
+		if s.aborted == nil {
+			s.aborted = make(map[uint32]bool)
+		}
+		s.aborted[m.SubXID] = true
+		return nil
+	case *StreamCommitMessage:
+		return d.commitStream(m, emit)
+	case *TwoPhaseMessage:
+		return fmt.Errorf("decoder: unexpected two-phase message %s for transaction %d (gid %q): walex does not enable two_phase on its slots", m.Kind, m.XID, m.GID)
+	}
+	return fmt.Errorf("decoder: unhandled message %T", m)
+}
+
+func (d *Decoder) change(emit Emit, relID uint32, fill func(*Relation, *Change) error) error {
+	tx := d.tx
+	if tx == nil {
+		return fmt.Errorf("decoder: row change for relation %d outside a transaction", relID)
+	}
+	rel := d.rels[relID]
+	if tx.replay {
+		if r, ok := tx.rels[relID]; ok {
+			rel = r
+		}
+	}
+	if rel == nil {
+		return fmt.Errorf("decoder: row change for relation %d that no Relation message described", relID)
+	}
+	idx := tx.index
+	tx.index++
+	if tx.skip || (d.opts.Skip != nil && d.opts.Skip(rel)) {
+		return nil
+	}
+	b := tx.batch
+	b.Changes = append(b.Changes, Change{Relation: rel, Index: idx})
+	if err := fill(rel, &b.Changes[len(b.Changes)-1]); err != nil {
+		return err
+	}
+	if len(b.Changes) >= d.opts.MaxBatchEvents {
+		next := &Batch{XID: b.XID, CommitLSN: b.CommitLSN, CommitTime: b.CommitTime, Origin: b.Origin, Seq: b.Seq + 1, Streamed: b.Streamed}
+		tx.batch = next
+		// The commit LSN of a streamed transaction is known only at its
+		// commit; v1 transactions know it from Begin. Either way it is set
+		// here.
+		return emit(b)
+	}
+	return nil
+}
+
+func (d *Decoder) spoolMessage(data []byte) error {
+	// The xid of a data message in a stream block is the (sub)transaction's.
+	if len(data) < 5 {
+		return &ParseError{Type: MessageType(data[0]), Offset: 1, Field: "xid", Reason: "message too short for a streamed message"}
+	}
+	subxid := uint32(data[1])<<24 | uint32(data[2])<<16 | uint32(data[3])<<8 | uint32(data[4])
+	// Validate now, so a malformed message is reported where it arrived.
+	if _, err := Parse(data, true); err != nil {
+		return err
+	}
+	s := d.cur
+	if _, err := s.append(subxid, data); err != nil {
+		return err
+	}
+	if s.w == nil {
+		d.memUsed += int64(len(data)) + 4
+	}
+	for d.memUsed > d.opts.MemoryBudget {
+		// Spill the largest in-memory spool.
+		var big *spool
+		for _, t := range d.streams {
+			if t.w == nil && (big == nil || t.memSize > big.memSize) {
+				big = t
+			}
+		}
+		if big == nil {
+			break
+		}
+		freed, err := big.spill(d.opts.SpillDir)
+		if err != nil {
+			return err
+		}
+		d.memUsed -= freed
+		d.opts.Logger.Debug("walex decoder spilled streamed transaction to disk", "xid", big.xid, "bytes", freed)
+	}
+	return nil
+}
+
+func (d *Decoder) dropStream(s *spool) {
+	d.memUsed -= s.memSize
+	s.close()
+	delete(d.streams, s.xid)
+}
+
+func (d *Decoder) commitStream(m *StreamCommitMessage, emit Emit) error {
+	if d.tx != nil {
+		return fmt.Errorf("decoder: Stream Commit of transaction %d while transaction %d is open", m.XID, d.tx.batch.XID)
+	}
+	s := d.streams[m.XID]
+	d.tx = &txState{
+		batch:  &Batch{XID: m.XID, CommitLSN: m.CommitLSN, CommitTime: m.CommitTime, Streamed: true},
+		replay: true,
+		rels:   make(map[uint32]*Relation),
+	}
+	if s != nil {
+		err := s.each(func(msg []byte) error {
+			pm, err := Parse(msg, true)
+			if err != nil {
+				return err
+			}
+			if om, ok := pm.(*OriginMessage); ok {
+				d.tx.batch.Origin = om.Name
+				d.tx.skip = d.opts.SkipOrigins
+				return nil
+			}
+			return d.apply(pm, emit)
+		})
+		d.dropStream(s)
+		if err != nil {
+			d.tx = nil
+			return err
+		}
+	}
+	b := d.tx.batch
+	d.tx = nil
+	b.EndLSN, b.Final = m.EndLSN, true
+	return emit(b)
+}

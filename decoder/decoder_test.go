@@ -1,0 +1,226 @@
+package decoder
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+const (
+	oidInt4  = 23
+	oidText  = 25
+	oidJSONB = 3802
+	oidNum   = 1700
+)
+
+var usersCols = []col{{"id", oidInt4, true}, {"name", oidText, false}, {"data", oidJSONB, false}}
+
+// feed decodes messages and returns the emitted batches.
+func feed(t *testing.T, d *Decoder, msgs ...[]byte) []*Batch {
+	t.Helper()
+	var out []*Batch
+	for i, m := range msgs {
+		if err := d.Decode(m, func(b *Batch) error { out = append(out, b); return nil }); err != nil {
+			t.Fatalf("Decode(message %d, %s) = %v", i, MessageType(m[0]), err)
+		}
+	}
+	return out
+}
+
+func TestTransactionV1(t *testing.T) {
+	d := New(Options{})
+	bs := feed(t, d,
+		beginMsg(0x100, 7),
+		relationMsg(false, 0, 1, "public", "users", 'd', usersCols...),
+		insertMsg(false, 0, 1, "1", "ann", `{"a":1}`),
+		updateMsg(false, 0, 1, 0, nil, "1", "bob", unchangedCol{}),
+		updateMsg(false, 0, 1, 'K', []any{"1", nil, nil}, "2", "bob", nil),
+		deleteMsg(false, 0, 1, 'K', "2", nil, nil),
+		truncateMsg(false, 0, TruncateCascade, 1),
+		commitMsg(0x100, 0x180),
+	)
+	if len(bs) != 1 {
+		t.Fatalf("got %d batches, want 1", len(bs))
+	}
+	b := bs[0]
+	if !b.Final || b.XID != 7 || b.CommitLSN != 0x100 || b.EndLSN != 0x180 || !b.CommitTime.Equal(testTime) {
+		t.Errorf("batch header = %+v", b)
+	}
+	if got, want := len(b.Changes), 5; got != want {
+		t.Fatalf("len(Changes) = %d, want %d", got, want)
+	}
+	ins := b.Changes[0]
+	if ins.Op != OpInsert || ins.Index != 0 || !reflect.DeepEqual(ins.New, map[string]any{"id": int32(1), "name": "ann", "data": map[string]any{"a": float64(1)}}) {
+		t.Errorf("insert = %+v", ins)
+	}
+	up := b.Changes[1]
+	if up.Op != OpUpdate || up.Old != nil || up.New["data"] != Unchanged {
+		t.Errorf("update = %+v, want no old record and data Unchanged", up)
+	}
+	upk := b.Changes[2]
+	if !reflect.DeepEqual(upk.Old, map[string]any{"id": int32(1)}) || upk.OldKind != 'K' {
+		t.Errorf("key update old = %#v, want only the key column", upk.Old)
+	}
+	del := b.Changes[3]
+	if del.Op != OpDelete || !reflect.DeepEqual(del.Old, map[string]any{"id": int32(2)}) {
+		t.Errorf("delete = %+v", del)
+	}
+	tr := b.Changes[4]
+	if tr.Op != OpTruncate || !tr.Cascade || tr.RestartIdentity || tr.Index != 4 || tr.Relation.Name != "users" {
+		t.Errorf("truncate = %+v", tr)
+	}
+	if d.InTransaction() {
+		t.Errorf("InTransaction() after commit = true")
+	}
+}
+
+func TestRelationChangeMidStream(t *testing.T) {
+	d := New(Options{})
+	bs := feed(t, d,
+		beginMsg(0x100, 7),
+		relationMsg(false, 0, 1, "public", "t", 'd', col{"a", oidInt4, true}),
+		insertMsg(false, 0, 1, "1"),
+		commitMsg(0x100, 0x180),
+		beginMsg(0x200, 8),
+		relationMsg(false, 0, 1, "public", "t", 'd', col{"a", oidInt4, true}, col{"b", oidNum, false}),
+		insertMsg(false, 0, 1, "2", "3.25"),
+		commitMsg(0x200, 0x280),
+	)
+	if len(bs) != 2 {
+		t.Fatalf("got %d batches", len(bs))
+	}
+	if got := bs[0].Changes[0].New; !reflect.DeepEqual(got, map[string]any{"a": int32(1)}) {
+		t.Errorf("first insert = %#v", got)
+	}
+	got := bs[1].Changes[0].New
+	if n, ok := got["b"].(pgtype.Numeric); !ok || n.Int.Int64() != 325 || n.Exp != -2 {
+		t.Errorf("second insert = %#v", got)
+	}
+	if bs[0].Changes[0].Relation == bs[1].Changes[0].Relation {
+		t.Errorf("relation not replaced")
+	}
+}
+
+func TestUnknownRelationIsError(t *testing.T) {
+	d := New(Options{})
+	feed(t, d, beginMsg(0x100, 7))
+	err := d.Decode(insertMsg(false, 0, 99, "1"), func(*Batch) error { return nil })
+	if err == nil {
+		t.Fatal("insert into unknown relation: no error")
+	}
+}
+
+func TestChunking(t *testing.T) {
+	d := New(Options{MaxBatchEvents: 3})
+	msgs := [][]byte{beginMsg(0x100, 7), relationMsg(false, 0, 1, "public", "t", 'd', col{"a", oidInt4, true})}
+	for i := range 7 {
+		msgs = append(msgs, insertMsg(false, 0, 1, string(rune('0'+i))))
+	}
+	msgs = append(msgs, commitMsg(0x100, 0x180))
+	bs := feed(t, d, msgs...)
+	var sizes []int
+	idx := 0
+	for i, b := range bs {
+		sizes = append(sizes, len(b.Changes))
+		if b.Seq != i || b.Final != (i == len(bs)-1) || b.CommitLSN != 0x100 {
+			t.Errorf("chunk %d: Seq %d Final %t CommitLSN %s", i, b.Seq, b.Final, b.CommitLSN)
+		}
+		for _, c := range b.Changes {
+			if c.Index != idx {
+				t.Errorf("chunk %d: Index %d, want %d", i, c.Index, idx)
+			}
+			idx++
+		}
+	}
+	if !reflect.DeepEqual(sizes, []int{3, 3, 1}) {
+		t.Errorf("chunk sizes = %v, want [3 3 1]", sizes)
+	}
+}
+
+func TestStreamedTransactions(t *testing.T) {
+	for _, budget := range []int64{1 << 20, 1} { // in memory, and spilled at once
+		d := New(Options{MemoryBudget: budget, SpillDir: t.TempDir()})
+		rel := func(xid uint32) []byte {
+			return relationMsg(true, xid, 1, "public", "t", 'd', col{"a", oidInt4, true})
+		}
+		bs := feed(t, d,
+			streamStart(10, true), rel(10), insertMsg(true, 10, 1, "1"), insertMsg(true, 11, 1, "2"), streamStop(),
+			streamStart(20, true), rel(20), insertMsg(true, 20, 1, "100"), streamStop(),
+			streamStart(10, false), insertMsg(true, 12, 1, "3"), insertMsg(true, 10, 1, "4"), streamStop(),
+			streamAbort(10, 11), // subtransaction 11 rolled back
+			streamAbort(20, 20), // whole transaction 20 aborted
+			streamCommit(10, 0x500, 0x580),
+		)
+		if len(bs) != 1 {
+			t.Fatalf("budget %d: got %d batches, want 1", budget, len(bs))
+		}
+		b := bs[0]
+		var got []int32
+		for _, c := range b.Changes {
+			got = append(got, c.New["a"].(int32))
+		}
+		if !reflect.DeepEqual(got, []int32{1, 3, 4}) || b.XID != 10 || b.CommitLSN != 0x500 || b.EndLSN != 0x580 || !b.Final || !b.Streamed {
+			t.Errorf("budget %d: values %v, batch %+v", budget, got, b)
+		}
+		if d.InTransaction() || d.memUsed != 0 {
+			t.Errorf("budget %d: state left: InTransaction %t memUsed %d", budget, d.InTransaction(), d.memUsed)
+		}
+	}
+}
+
+func TestEmitErrorStops(t *testing.T) {
+	d := New(Options{})
+	feed(t, d, beginMsg(0x100, 7), relationMsg(false, 0, 1, "public", "t", 'd', col{"a", oidInt4, true}))
+	want := errors.New("stop")
+	if err := d.Decode(commitMsg(0x100, 0x180), func(*Batch) error { return want }); !errors.Is(err, want) {
+		t.Fatalf("Decode = %v, want %v", err, want)
+	}
+}
+
+// TestTruncatedMessages feeds every prefix of every message kind: each must
+// give an error (or parse, for prefixes that are complete), never panic.
+func TestTruncatedMessages(t *testing.T) {
+	all := [][]byte{
+		beginMsg(1, 2), commitMsg(1, 2),
+		msg(MsgOrigin).u64(5).str("node1").bytes(),
+		relationMsg(false, 0, 1, "public", "users", 'f', usersCols...),
+		relationMsg(true, 9, 1, "public", "users", 'f', usersCols...),
+		msg(MsgType).u32(16500).str("public").str("mood").bytes(),
+		insertMsg(false, 0, 1, "1", nil, unchangedCol{}, []byte{0, 1}),
+		updateMsg(true, 9, 1, 'O', []any{"1", "x"}, "1", "y"),
+		deleteMsg(false, 0, 1, 'O', "1", "x"),
+		truncateMsg(true, 9, 3, 1, 2, 3),
+		msg(MsgMessage).u8(1).u64(77).str("walex").u32(3).raw([]byte("abc")).bytes(),
+		streamStart(9, true), streamStop(), streamCommit(9, 1, 2), streamAbort(9, 10),
+		msg(MsgStreamAbort).u32(9).u32(10).u64(5).time(testTime).bytes(),
+		msg(MsgBeginPrepare).u64(1).u64(2).time(testTime).u32(3).str("gid").bytes(),
+		msg(MsgRollbackPrepare).u8(0).u64(1).u64(2).time(testTime).time(testTime).u32(3).str("gid").bytes(),
+	}
+	for _, m := range all {
+		for _, inStream := range []bool{false, true} {
+			for n := 0; n < len(m); n++ {
+				_, err := Parse(m[:n], inStream)
+				var pe *ParseError
+				if err != nil && !errors.As(err, &pe) {
+					t.Errorf("%s prefix %d: error %T, want *ParseError", MessageType(m[0]), n, err)
+				}
+			}
+		}
+	}
+}
+
+func TestParseErrorNamesTypeAndOffset(t *testing.T) {
+	_, err := Parse(insertMsg(false, 0, 1, "hello")[:12], false)
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v, want *ParseError", err)
+	}
+	if pe.Type != MsgInsert || pe.Offset == 0 {
+		t.Errorf("ParseError = %+v", pe)
+	}
+	if got := err.Error(); got == "" {
+		t.Error("empty message")
+	}
+}

@@ -1,0 +1,515 @@
+package walex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/walex-go/walex/decoder"
+	"github.com/walex-go/walex/replication"
+)
+
+// Client streams committed changes from PostgreSQL and calls the
+// registered handlers. Create it with New, register handlers, then call
+// Run. Registration and the subscription and configuration methods are
+// safe for concurrent use, also while Run runs.
+type Client struct {
+	mu        sync.Mutex
+	cfg       *validated
+	reconnect context.CancelCauseFunc // cancels the current session; nil when none
+
+	reg     registry
+	subs    atomic.Pointer[map[tableName]bool]
+	running atomic.Bool
+	log     *slog.Logger
+	stats   stats
+}
+
+// New validates cfg and returns a Client. It does no I/O.
+func New(cfg Config) (*Client, error) {
+	v, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: v, log: v.Logger}
+	c.setSubs(v.subs)
+	return c, nil
+}
+
+func (c *Client) setSubs(list []tableName) {
+	m := make(map[tableName]bool, len(list))
+	for _, t := range list {
+		m[t] = true
+	}
+	c.subs.Store(&m)
+}
+
+func (c *Client) config() *validated {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg
+}
+
+// OnInsert registers h for the inserts of table ("users", "schema.table").
+// It panics if h is nil or the table name is invalid.
+func (c *Client) OnInsert(table string, h Handler, opts ...Option) {
+	c.reg.add("OnInsert", table, []EventType{Insert}, h, opts)
+}
+
+// OnUpdate registers h for the updates of table.
+func (c *Client) OnUpdate(table string, h Handler, opts ...Option) {
+	c.reg.add("OnUpdate", table, []EventType{Update}, h, opts)
+}
+
+// OnDelete registers h for the deletes of table.
+func (c *Client) OnDelete(table string, h Handler, opts ...Option) {
+	c.reg.add("OnDelete", table, []EventType{Delete}, h, opts)
+}
+
+// OnTruncate registers h for truncations of table.
+func (c *Client) OnTruncate(table string, h Handler, opts ...Option) {
+	c.reg.add("OnTruncate", table, []EventType{Truncate}, h, opts)
+}
+
+// OnEvent registers h for every event of table, or, with AllTables, for
+// all events of every transaction (once per transaction).
+func (c *Client) OnEvent(table string, h Handler, opts ...Option) {
+	c.reg.add("OnEvent", table, nil, h, opts)
+}
+
+// Use adds middleware around every handler call, outermost first. The
+// middleware sees the call's events and its result (including the errors
+// of WithFunctions), and runs again on each retry.
+func (c *Client) Use(mw func(next Handler) Handler) { c.reg.use(mw) }
+
+// AddSubscriptions subscribes to more tables; it takes effect from the
+// next transaction the client decodes. Invalid names are reported and
+// nothing is changed.
+func (c *Client) AddSubscriptions(tables ...string) error {
+	return c.changeSubs(tables, true)
+}
+
+// RemoveSubscriptions unsubscribes from tables; it takes effect from the
+// next transaction.
+func (c *Client) RemoveSubscriptions(tables ...string) error {
+	return c.changeSubs(tables, false)
+}
+
+func (c *Client) changeSubs(tables []string, add bool) error {
+	var parsed []tableName
+	for _, s := range tables {
+		t, err := parseTableName(s)
+		if err != nil {
+			return &ConfigError{Field: "Subscriptions", Reason: fmt.Sprintf("entry %q: %v", s, err)}
+		}
+		parsed = append(parsed, t)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cfg := *c.cfg
+	cfg.subs = nil
+	cfg.Subscriptions = nil
+	cur := *c.subs.Load()
+	next := make(map[tableName]bool, len(cur))
+	for t := range cur {
+		next[t] = true
+	}
+	for _, t := range parsed {
+		if add {
+			next[t] = true
+		} else {
+			delete(next, t)
+		}
+	}
+	for _, t := range c.cfg.subs {
+		if next[t] {
+			cfg.subs = append(cfg.subs, t)
+		}
+	}
+	for _, t := range parsed {
+		if add && !containsTable(cfg.subs, t) {
+			cfg.subs = append(cfg.subs, t)
+		}
+	}
+	for _, t := range cfg.subs {
+		cfg.Subscriptions = append(cfg.Subscriptions, t.String())
+	}
+	c.cfg = &cfg
+	c.subs.Store(&next)
+	return nil
+}
+
+func containsTable(list []tableName, t tableName) bool {
+	for _, x := range list {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// UpdateConfig changes the configuration. fn gets a copy of the current
+// Config; the result is validated and, if valid, used from the next
+// connection on (call Reconnect to apply it now). Subscriptions changed
+// here take effect at once, as with AddSubscriptions.
+func (c *Client) UpdateConfig(fn func(cfg *Config)) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cfg := c.cfg.Config
+	cfg.Subscriptions = append([]string(nil), cfg.Subscriptions...)
+	fn(&cfg)
+	v, err := cfg.validate()
+	if err != nil {
+		return err
+	}
+	c.cfg = v
+	c.log = v.Logger
+	c.setSubs(v.subs)
+	return nil
+}
+
+// errReconnect is the cause of a session ended by Reconnect.
+var errReconnect = errors.New("walex: reconnect requested")
+
+// Reconnect ends the current connection; Run connects again at once with
+// the current configuration, resuming from the slot (with a temporary
+// slot, changes made in between are lost).
+func (c *Client) Reconnect() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reconnect != nil {
+		c.reconnect(errReconnect)
+	}
+}
+
+// Run connects, streams and calls handlers until ctx ends, then sends a
+// last acknowledgement and returns nil. It returns an error at once for a
+// permanent problem (see IsPermanent: bad configuration, authentication,
+// missing publication, wal_level, a handler that kept failing), and
+// reconnects with backoff after transient ones (a dropped connection, a
+// server restart).
+func (c *Client) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer c.running.Store(false)
+	if err := c.checkRegistrations(); err != nil {
+		return err
+	}
+	failures := 0
+	for {
+		start := time.Now()
+		err := c.session(ctx)
+		if ctx.Err() != nil {
+			var he *HandlerError
+			if errors.As(err, &he) {
+				return err
+			}
+			return nil
+		}
+		c.stats.setErr(err)
+		if IsPermanent(err) {
+			c.log.Error("walex stopped", "err", err)
+			return err
+		}
+		policy := c.config().ReconnectPolicy
+		if time.Since(start) > policy.MaxDelay {
+			failures = 0
+		}
+		failures++
+		if policy.MaxAttempts > 0 && failures >= policy.MaxAttempts {
+			return fmt.Errorf("walex: giving up after %d connection attempts: %w", failures, err)
+		}
+		d := policy.delay(failures)
+		if errors.Is(err, errReconnect) {
+			d = 0
+		} else {
+			d = d/2 + rand.N(d/2+1) // jitter
+		}
+		c.stats.reconnects.Add(1)
+		c.log.Warn("walex reconnecting", "err", err, "attempt", failures, "in", d)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// checkRegistrations reports handlers for tables outside the subscriptions.
+func (c *Client) checkRegistrations() error {
+	regs, _ := c.reg.snapshot()
+	subs := *c.subs.Load()
+	for _, r := range regs {
+		if !r.all && !subs[r.table] {
+			return fmt.Errorf("%w: %s is registered for %s; add %q to Config.Subscriptions (and to the publication)", ErrNotSubscribed, r, r.table, r.table.String())
+		}
+	}
+	return nil
+}
+
+// session runs one connection: connect, stream, dispatch, until an error
+// or ctx ends.
+func (c *Client) session(parent context.Context) error {
+	cfg := c.config()
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	c.mu.Lock()
+	c.reconnect = cancel
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.reconnect = nil
+		c.mu.Unlock()
+	}()
+
+	conn, err := replication.Connect(ctx, replication.Config{
+		Conn:           cfg.conn,
+		Slot:           cfg.SlotName,
+		Temporary:      !cfg.DurableSlot,
+		Publication:    cfg.Publication,
+		StatusInterval: cfg.StatusInterval,
+		Logger:         cfg.Logger,
+	})
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && parent.Err() == nil {
+			return cause
+		}
+		return err
+	}
+	defer conn.Close(ctx)
+	c.log.Info("walex connected", "slot", conn.Slot(), "server_version", conn.ServerVersion(), "publication", cfg.Publication)
+
+	types := &typeResolver{cfg: cfg.conn}
+	defer types.close()
+	dec := decoder.New(decoder.Options{
+		MaxBatchEvents: cfg.MaxBatchEvents,
+		MemoryBudget:   cfg.MemoryBudget,
+		SpillDir:       cfg.SpillDir,
+		Types:          types,
+		Logger:         cfg.Logger,
+		Skip: func(r *decoder.Relation) bool {
+			return !(*c.subs.Load())[tableName{Schema: r.Schema, Table: r.Name}]
+		},
+	})
+	defer dec.Close()
+
+	batches := make(chan *decoder.Batch, 4)
+	var acked atomic.Uint64 // end LSN of the last dispatched transaction
+	var enqueued LSN        // end LSN of the last enqueued transaction (reader goroutine)
+	var wg sync.WaitGroup
+	var dispatchErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case b := <-batches:
+				if err := c.dispatch(ctx, cfg, b); err != nil {
+					dispatchErr = err
+					cancel(err)
+					return
+				}
+				if b.Final {
+					c.stats.transactions.Add(1)
+					conn.Ack(b.EndLSN)
+					acked.Store(uint64(b.EndLSN))
+				}
+			}
+		}
+	}()
+
+	keepalive := time.NewTicker(time.Second)
+	defer keepalive.Stop()
+	emit := func(b *decoder.Batch) error {
+		for {
+			select {
+			case batches <- b:
+				if b.Final {
+					enqueued = b.EndLSN
+				}
+				return nil
+			case <-keepalive.C:
+				if err := conn.KeepAlive(); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+	}
+	streamErr := conn.Stream(ctx, replication.Handler{
+		Data: func(_ replication.LSN, data []byte) error {
+			return dec.Decode(data, emit)
+		},
+		Idle: func() bool {
+			return !dec.InTransaction() && LSN(acked.Load()) == enqueued
+		},
+	})
+	cancel(streamErr)
+	wg.Wait()
+	c.stats.received.Store(uint64(conn.Received()))
+	if err := conn.Finish(); err != nil {
+		c.log.Warn("walex could not send the final acknowledgement", "slot", conn.Slot(), "err", err)
+	} else {
+		c.log.Info("walex acknowledged", "slot", conn.Slot(), "flush_lsn", conn.Acked().String())
+	}
+	if dispatchErr != nil {
+		return dispatchErr
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, errReconnect) {
+		return cause
+	}
+	return streamErr
+}
+
+// dispatch calls the handlers for one batch.
+func (c *Client) dispatch(ctx context.Context, cfg *validated, b *decoder.Batch) error {
+	if len(b.Changes) == 0 {
+		return nil
+	}
+	subs := *c.subs.Load()
+	events := make([]Event, 0, len(b.Changes))
+	full := make([]bool, 0, len(b.Changes))
+	for i := range b.Changes {
+		ch := &b.Changes[i]
+		if !subs[tableName{Schema: ch.Relation.Schema, Table: ch.Relation.Name}] {
+			continue
+		}
+		events = append(events, newEvent(b, ch, cfg.conn.Database))
+		full = append(full, ch.Relation.HasOldValues())
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	c.stats.events.Add(uint64(len(events)))
+	regs, mw := c.reg.snapshot()
+	for _, r := range regs {
+		sel := events
+		if !r.all || r.types != nil || !r.filters.empty() {
+			sel = nil
+			for i := range events {
+				e := &events[i]
+				if !r.all && (e.Source.Schema != r.table.Schema || e.Source.Table != r.table.Table) {
+					continue
+				}
+				if !r.wants(e.Type) || !r.filters.keep(e, full[i]) {
+					continue
+				}
+				sel = append(sel, *e)
+			}
+		}
+		if len(sel) == 0 {
+			continue
+		}
+		table := AllTables
+		if !r.all {
+			table = r.table.String()
+		}
+		if err := c.dispatchCall(ctx, r, mw, table, sel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// typeResolver looks up types on a normal connection, opened on first use.
+type typeResolver struct {
+	cfg  *pgconn.Config
+	conn *pgconn.PgConn
+}
+
+func (t *typeResolver) ResolveType(oid uint32) (decoder.TypeInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if t.conn == nil {
+		conn, err := pgconn.ConnectConfig(ctx, t.cfg)
+		if err != nil {
+			return decoder.TypeInfo{}, fmt.Errorf("connect to look up types: %w", err)
+		}
+		t.conn = conn
+	}
+	var info decoder.TypeInfo
+	cur := oid
+	for depth := 0; depth < 32; depth++ {
+		res := t.conn.ExecParams(ctx,
+			`SELECT t.typtype, t.typbasetype, CASE WHEN n.nspname = 'pg_catalog' THEN t.typname ELSE n.nspname || '.' || t.typname END
+			   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = $1`,
+			[][]byte{[]byte(strconv.FormatUint(uint64(cur), 10))}, nil, nil, nil).Read()
+		if res.Err != nil {
+			return decoder.TypeInfo{}, res.Err
+		}
+		if len(res.Rows) != 1 {
+			return decoder.TypeInfo{}, fmt.Errorf("type %d not found in pg_type", cur)
+		}
+		row := res.Rows[0]
+		if info.Name == "" {
+			info.Name = string(row[2])
+		}
+		if string(row[0]) != "d" {
+			info.BaseOID = cur
+			return info, nil
+		}
+		base, err := strconv.ParseUint(string(row[1]), 10, 32)
+		if err != nil {
+			return decoder.TypeInfo{}, fmt.Errorf("type %d: bad typbasetype %q", cur, row[1])
+		}
+		cur = uint32(base)
+	}
+	return decoder.TypeInfo{}, fmt.Errorf("type %d: domain nesting too deep", oid)
+}
+
+func (t *typeResolver) close() {
+	if t.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = t.conn.Close(ctx)
+	}
+}
+
+// Stats is a snapshot of a Client's counters.
+type Stats struct {
+	ReceivedLSN  LSN    // highest WAL position received (as of the last connection's end)
+	Events       uint64 // events passed to dispatch
+	Transactions uint64 // transactions fully handled and acknowledged
+	Retries      uint64 // handler call retries
+	Reconnects   uint64
+	LastError    error
+}
+
+type stats struct {
+	received, events, transactions, retries, reconnects atomic.Uint64
+	mu                                                  sync.Mutex
+	lastErr                                             error
+}
+
+func (s *stats) setErr(err error) {
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats {
+	c.stats.mu.Lock()
+	defer c.stats.mu.Unlock()
+	return Stats{
+		ReceivedLSN:  LSN(c.stats.received.Load()),
+		Events:       c.stats.events.Load(),
+		Transactions: c.stats.transactions.Load(),
+		Retries:      c.stats.retries.Load(),
+		Reconnects:   c.stats.reconnects.Load(),
+		LastError:    c.stats.lastErr,
+	}
+}
