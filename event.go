@@ -128,14 +128,17 @@ type eventJSON struct {
 	TruncateFlags *TruncateFlags    `json:"truncate_flags,omitempty"`
 }
 
-// MarshalJSON encodes the event with the LSN as "X/Y", the timestamp in
-// RFC 3339 and an "id" field holding ID(). Values use their own JSON
-// encoding (pgtype.Numeric as a number, []byte as base64, time.Time as RFC
-// 3339, Unchanged as {"$walex":"unchanged-toast"}).
+// MarshalJSON encodes the event as a stable JSON object: "id" (ID()),
+// "name", "type", "source", "new_record", "old_record", "changes",
+// "timestamp" (RFC 3339), "lsn" ("X/Y"), "index", "xid", and
+// "truncate_flags" on truncate events. Record values are encoded as
+// described in the README's JSON section: numeric as a string, bytea as
+// base64, uuid as text, NaN/±Inf and ±infinity as strings, Unchanged as
+// {"$walex":"unchanged-toast"}.
 func (e Event) MarshalJSON() ([]byte, error) {
 	j := eventJSON{
 		ID: e.ID(), Name: e.Name, Type: e.Type, Source: e.Source,
-		NewRecord: e.NewRecord, OldRecord: e.OldRecord, Changes: e.Changes,
+		NewRecord: jsonRecord(e.NewRecord), OldRecord: jsonRecord(e.OldRecord), Changes: jsonChanges(e.Changes),
 		Timestamp: e.Timestamp, CommitLSN: e.CommitLSN.String(), Index: e.Index, XID: e.XID,
 	}
 	if e.Type == Truncate {

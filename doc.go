@@ -1,0 +1,57 @@
+// Package walex streams committed changes from PostgreSQL to Go handler
+// functions: change data capture (CDC) over logical replication, in the
+// spirit of the Elixir library WalEx.
+//
+// PostgreSQL sends the changes of the tables in a publication over a
+// replication slot with the pgoutput plugin; walex decodes them into typed
+// [Event] values, applies filters, and calls the handlers registered per
+// table, once per transaction per table, in commit order.
+//
+// # Getting started
+//
+//	c, err := walex.New(walex.Config{
+//		URL:           "postgres://app:secret@localhost:5432/app",
+//		Name:          "myapp",
+//		Publication:   "events",
+//		Subscriptions: []string{"users"},
+//	})
+//	if err != nil { ... }
+//	c.OnInsert("users", func(ctx context.Context, events []walex.Event) error {
+//		for _, e := range events {
+//			log.Printf("new user %v", e.NewRecord["name"])
+//		}
+//		return nil
+//	})
+//	err = c.Run(ctx) // until ctx ends
+//
+// The server needs wal_level = logical and a publication for the tables
+// (CREATE PUBLICATION events FOR TABLE users); the role needs the
+// REPLICATION attribute. For updates and deletes to carry the whole old
+// row, set REPLICA IDENTITY FULL on the table.
+//
+// # Events and values
+//
+// An [Event] carries the table, the [EventType], the new and old records,
+// the [Change]s of an update, the commit time and LSN, and its position in
+// the transaction; [Event.ID] is unique and increasing. Values are the Go
+// values pgx returns for the same column (see [Event]); [Unchanged] stands
+// for an unchanged TOASTed value that Postgres did not send.
+//
+// # Delivery
+//
+// A transaction is acknowledged to the server only after every handler
+// called for it returned nil. With a temporary slot (the default),
+// changes made while the client is disconnected are lost. With
+// [Config.DurableSlot], delivery is at-least-once across restarts: use
+// [Event.ID] to drop duplicates. A failing handler is retried
+// ([Config.RetryPolicy]); if it keeps failing, [Client.Run] returns a
+// [*HandlerError] and nothing from that transaction on is acknowledged.
+//
+// # Errors
+//
+// Configuration errors are [*ConfigError] (errors.Is [ErrInvalidConfig]).
+// Run returns permanent errors at once ([IsPermanent]): [ErrWALLevel],
+// [ErrPublicationNotFound], [ErrSlotInvalidated], authentication
+// failures, [ErrNotSubscribed]; it reconnects with backoff after
+// transient ones.
+package walex

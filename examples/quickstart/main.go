@@ -1,0 +1,177 @@
+// Command quickstart shows walex end to end: it starts a throwaway
+// PostgreSQL (or uses DATABASE_URL), creates a table and a publication,
+// registers insert, update and delete handlers that print each event as
+// JSON, makes a few changes and exits once it has printed them.
+//
+//	go run ./examples/quickstart            # throwaway server (needs PostgreSQL binaries)
+//	DATABASE_URL=postgres://... go run ./examples/quickstart
+//
+// With DATABASE_URL the server needs wal_level = logical, and the table
+// and publication it creates (walex_quickstart_users, walex_quickstart)
+// are dropped again at the end.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/walex-go/walex"
+	"github.com/walex-go/walex/internal/pgtest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "quickstart:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		fmt.Println("Starting a throwaway PostgreSQL (set DATABASE_URL to use your own)...")
+		srv, err := pgtest.Start(ctx, pgtest.Options{})
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		url = srv.URL("postgres")
+		fmt.Printf("PostgreSQL %d is listening on %s:%d\n", srv.Version, srv.Host, srv.Port)
+	}
+
+	db, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer db.Close(context.Background())
+	setup := []string{
+		`DROP PUBLICATION IF EXISTS walex_quickstart`,
+		`DROP TABLE IF EXISTS walex_quickstart_users`,
+		`CREATE TABLE walex_quickstart_users (
+			id bigserial PRIMARY KEY,
+			name text NOT NULL,
+			email text,
+			balance numeric(12,2) DEFAULT 0,
+			tags text[],
+			profile jsonb,
+			updated_at timestamptz DEFAULT now())`,
+		// FULL: updates and deletes carry the whole old row.
+		`ALTER TABLE walex_quickstart_users REPLICA IDENTITY FULL`,
+		`CREATE PUBLICATION walex_quickstart FOR TABLE walex_quickstart_users`,
+	}
+	for _, sql := range setup {
+		if _, err := db.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	defer func() {
+		_, _ = db.Exec(context.Background(), `DROP PUBLICATION IF EXISTS walex_quickstart`)
+		_, _ = db.Exec(context.Background(), `DROP TABLE IF EXISTS walex_quickstart_users`)
+	}()
+
+	client, err := walex.New(walex.Config{
+		URL:           url,
+		Name:          "quickstart",
+		Publication:   "walex_quickstart",
+		Subscriptions: []string{"walex_quickstart_users"},
+		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return err
+	}
+
+	const want = 4 // events the changes below produce
+	var mu sync.Mutex
+	seen := 0
+	done := make(chan struct{})
+	print := func(ctx context.Context, events []walex.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range events {
+			out, err := json.MarshalIndent(e, "", "  ")
+			if err != nil {
+				return err
+			}
+			fmt.Printf("--- %s event %s\n%s\n", e.Type, e.ID(), out)
+			seen++
+		}
+		if seen == want {
+			close(done)
+		}
+		return nil
+	}
+	client.OnInsert("walex_quickstart_users", print)
+	client.OnUpdate("walex_quickstart_users", print)
+	client.OnDelete("walex_quickstart_users", print)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- client.Run(runCtx) }()
+
+	// The slot is temporary: changes made before it exists are not seen.
+	// Wait until walex is streaming.
+	if err := waitForSlot(ctx, db, runErr); err != nil {
+		return err
+	}
+
+	changes := []string{
+		`INSERT INTO walex_quickstart_users (name, email, tags, profile) VALUES ('Ada', 'ada@example.com', '{admin,early}', '{"lang": "en", "newsletter": true}')`,
+		`INSERT INTO walex_quickstart_users (name, email) VALUES ('Grace', 'grace@example.com')`,
+		`UPDATE walex_quickstart_users SET balance = 42.50, updated_at = now() WHERE name = 'Ada'`,
+		`DELETE FROM walex_quickstart_users WHERE name = 'Grace'`,
+	}
+	for _, sql := range changes {
+		fmt.Println(">>>", sql)
+		if _, err := db.Exec(ctx, sql); err != nil {
+			return err
+		}
+	}
+
+	select {
+	case <-done:
+	case err := <-runErr:
+		return fmt.Errorf("walex stopped early: %w", err)
+	case <-time.After(30 * time.Second):
+		return errors.New("timed out waiting for events")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	cancel()
+	if err := <-runErr; err != nil {
+		return err
+	}
+	fmt.Printf("Done: printed %d events.\n", want)
+	return nil
+}
+
+func waitForSlot(ctx context.Context, db *pgx.Conn, runErr <-chan error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var n int
+		err := db.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'quickstart_walex%' AND active`).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		select {
+		case err := <-runErr:
+			return fmt.Errorf("walex stopped: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return errors.New("walex did not start streaming within 30s")
+}
