@@ -28,6 +28,7 @@ type Client struct {
 	reg     registry
 	subs    atomic.Pointer[map[tableName]bool]
 	running atomic.Bool
+	warned  map[tableName]bool // tables warned about in this Run (Run's goroutine only)
 	log     *slog.Logger
 	stats   stats
 }
@@ -200,6 +201,7 @@ func (c *Client) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer c.running.Store(false)
+	c.warned = make(map[tableName]bool)
 	if err := c.checkRegistrations(); err != nil {
 		return err
 	}
@@ -291,6 +293,7 @@ func (c *Client) session(parent context.Context) error {
 
 	types := &typeResolver{cfg: cfg.conn}
 	defer types.close()
+	c.warnUnjudgedFilters(ctx, types)
 	dec := decoder.New(decoder.Options{
 		MaxBatchEvents: cfg.MaxBatchEvents,
 		MemoryBudget:   cfg.MemoryBudget,
@@ -424,21 +427,70 @@ func (c *Client) dispatch(ctx context.Context, cfg *validated, b *decoder.Batch)
 	return nil
 }
 
-// typeResolver looks up types on a normal connection, opened on first use.
+// warnUnjudgedFilters logs, once per table and Run, that UnwatchedFields
+// cannot judge the updates of a table without REPLICA IDENTITY FULL.
+func (c *Client) warnUnjudgedFilters(ctx context.Context, cat *typeResolver) {
+	regs, _ := c.reg.snapshot()
+	for _, r := range regs {
+		if r.all || len(r.filters.UnwatchedFields) == 0 || c.warned[r.table] {
+			continue
+		}
+		ident, err := cat.replicaIdentity(ctx, r.table)
+		if err != nil {
+			c.log.Warn("walex could not read the replica identity of a table", "table", r.table.String(), "err", err)
+			continue
+		}
+		if ident != "f" {
+			c.log.Warn("walex: UnwatchedFields cannot judge updates of this table, so they are all kept: Postgres sends no old values without REPLICA IDENTITY FULL",
+				"table", r.table.String(), "fix", "ALTER TABLE "+quoteIdent(r.table.Schema)+"."+quoteIdent(r.table.Table)+" REPLICA IDENTITY FULL")
+		}
+		c.warned[r.table] = true
+	}
+}
+
+func quoteIdent(s string) string { return replication.QuoteIdentifier(s) }
+
+// typeResolver runs catalog queries (type lookups, replica identities) on
+// a normal connection, opened on first use.
 type typeResolver struct {
 	cfg  *pgconn.Config
 	conn *pgconn.PgConn
 }
 
+func (t *typeResolver) connect(ctx context.Context) error {
+	if t.conn != nil {
+		return nil
+	}
+	conn, err := pgconn.ConnectConfig(ctx, t.cfg)
+	if err != nil {
+		return fmt.Errorf("connect for catalog queries: %w", err)
+	}
+	t.conn = conn
+	return nil
+}
+
+// replicaIdentity returns pg_class.relreplident of a table: d, n, f or i.
+func (t *typeResolver) replicaIdentity(ctx context.Context, tbl tableName) (string, error) {
+	if err := t.connect(ctx); err != nil {
+		return "", err
+	}
+	res := t.conn.ExecParams(ctx,
+		`SELECT c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+		[][]byte{[]byte(tbl.Schema), []byte(tbl.Table)}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return "", res.Err
+	}
+	if len(res.Rows) != 1 {
+		return "", fmt.Errorf("table %s does not exist", tbl)
+	}
+	return string(res.Rows[0][0]), nil
+}
+
 func (t *typeResolver) ResolveType(oid uint32) (decoder.TypeInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if t.conn == nil {
-		conn, err := pgconn.ConnectConfig(ctx, t.cfg)
-		if err != nil {
-			return decoder.TypeInfo{}, fmt.Errorf("connect to look up types: %w", err)
-		}
-		t.conn = conn
+	if err := t.connect(ctx); err != nil {
+		return decoder.TypeInfo{}, err
 	}
 	var info decoder.TypeInfo
 	cur := oid
