@@ -517,3 +517,36 @@ func TestPermanentErrors(t *testing.T) {
 		}
 	})
 }
+
+func TestCreatePublication(t *testing.T) {
+	url := testDB(t, `CREATE TABLE "Order Items" (id int PRIMARY KEY); CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."Q1" (id int PRIMARY KEY); CREATE TABLE later (id int PRIMARY KEY);`)
+	c := newClient(t, url, "createpub", []string{"Order Items", `Sales.Q1`}, func(cfg *walex.Config) {
+		cfg.Publication = `My "Pub"`
+		cfg.CreatePublication = true
+	})
+	r := newRecorder()
+	c.OnEvent(walex.AllTables, r.handler("all"))
+	running(t, c)
+	waitStreaming(t, url, "createpub_walex")
+	exec(t, url, `INSERT INTO "Order Items" VALUES (1); INSERT INTO "Sales"."Q1" VALUES (2)`)
+	r.wait(t, 1)
+	if err := c.AddSubscriptions("later"); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, url, `INSERT INTO later VALUES (3)`)
+	got := r.wait(t, 2)
+	if want := "all[insert:Order Items,insert:Q1] all[insert:later]"; strings.Join(got, " ") != want {
+		t.Errorf("calls = %v, want %s", got, want)
+	}
+}
+
+func TestMissingTable(t *testing.T) {
+	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t;`)
+	c := newClient(t, url, "missing", []string{"t", "nope"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := c.Run(ctx)
+	if !errors.Is(err, walex.ErrTableNotFound) || !strings.Contains(err.Error(), "public.nope") || !walex.IsPermanent(err) {
+		t.Fatalf("Run() = %v, want permanent ErrTableNotFound naming public.nope", err)
+	}
+}

@@ -52,6 +52,27 @@ type Config struct {
 	// "_walex". A temporary slot gets a random suffix on top.
 	SlotName string
 
+	// SlotWaitTimeout bounds how long Run waits for a durable slot that
+	// another process is using (a second replica of the application
+	// standing by): Run polls with backoff, logging which backend holds the
+	// slot, and takes over as soon as it is free. 0 waits until the context
+	// ends; past a positive timeout Run returns ErrSlotInUse.
+	SlotWaitTimeout time.Duration
+	// HeartbeatInterval, when positive, makes the client write a small
+	// non-transactional logical message (pg_logical_emit_message) on this
+	// interval and acknowledge it, so that the slot's confirmed_flush_lsn
+	// advances and the server can recycle WAL even while the subscribed
+	// tables are idle and other tables or databases write. Default 0 (off).
+	HeartbeatInterval time.Duration
+
+	// CreatePublication makes the client create the publication FOR TABLE
+	// the subscriptions when it does not exist, and add subscribed tables
+	// it lacks (also those added with AddSubscriptions). Tables already in
+	// it are never removed. The role then needs the CREATE privilege on the
+	// database and ownership of the tables. Default false: a missing
+	// publication is an error (ErrPublicationNotFound).
+	CreatePublication bool
+
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
 	// StatusInterval is how often the client reports its acknowledged
@@ -269,6 +290,12 @@ func (c Config) validate() (*validated, error) {
 	}
 	if v.MaxBatchEvents < 0 {
 		return nil, &ConfigError{Field: "MaxBatchEvents", Reason: "is negative"}
+	}
+	if v.SlotWaitTimeout < 0 {
+		return nil, &ConfigError{Field: "SlotWaitTimeout", Reason: "is negative; use 0 to wait until the context ends"}
+	}
+	if v.HeartbeatInterval < 0 {
+		return nil, &ConfigError{Field: "HeartbeatInterval", Reason: "is negative; use 0 to turn heartbeats off"}
 	}
 	if v.MemoryBudget < 0 {
 		return nil, &ConfigError{Field: "MemoryBudget", Reason: "is negative"}

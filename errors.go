@@ -22,6 +22,8 @@ var (
 	// ErrNotSubscribed: a handler is registered for a table that is not in
 	// Config.Subscriptions.
 	ErrNotSubscribed = errors.New("walex: handler registered for a table that is not subscribed")
+	// ErrTableNotFound: a subscribed table does not exist in the database.
+	ErrTableNotFound = errors.New("walex: subscribed table does not exist")
 	// ErrAlreadyRunning: Run was called while the Client is running.
 	ErrAlreadyRunning = errors.New("walex: Run called while the client is already running")
 )
@@ -55,5 +57,5 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 // returns such errors at once instead of reconnecting.
 func IsPermanent(err error) bool {
 	var he *HandlerError
-	return replication.IsPermanent(err) || errors.Is(err, ErrInvalidConfig) || errors.Is(err, ErrNotSubscribed) || errors.As(err, &he)
+	return replication.IsPermanent(err) || errors.Is(err, ErrInvalidConfig) || errors.Is(err, ErrNotSubscribed) || errors.Is(err, ErrTableNotFound) || errors.As(err, &he)
 }

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/walex-go/walex/decoder"
 	"github.com/walex-go/walex/replication"
 )
@@ -28,6 +26,7 @@ type Client struct {
 	reg     registry
 	subs    atomic.Pointer[map[tableName]bool]
 	running atomic.Bool
+	conn    atomic.Pointer[replication.Conn] // the current or last connection, for Stats
 	warned  map[tableName]bool // tables warned about in this Run (Run's goroutine only)
 	log     *slog.Logger
 	stats   stats
@@ -92,9 +91,22 @@ func (c *Client) Use(mw func(next Handler) Handler) { c.reg.use(mw) }
 
 // AddSubscriptions subscribes to more tables; it takes effect from the
 // next transaction the client decodes. Invalid names are reported and
-// nothing is changed.
+// nothing is changed. With Config.CreatePublication, the tables are added
+// to the publication at once when Run is running (otherwise when it
+// starts).
 func (c *Client) AddSubscriptions(tables ...string) error {
-	return c.changeSubs(tables, true)
+	if err := c.changeSubs(tables, true); err != nil {
+		return err
+	}
+	cfg := c.config()
+	if !cfg.CreatePublication || !c.running.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cat := &catalog{cfg: cfg.conn}
+	defer cat.close()
+	return cat.ensurePublication(ctx, cfg.Publication, c.subscribed(), c.log)
 }
 
 // RemoveSubscriptions unsubscribes from tables; it takes effect from the
@@ -206,6 +218,8 @@ func (c *Client) Run(ctx context.Context) error {
 		return err
 	}
 	failures := 0
+	var slotWaitStart time.Time
+	var slotWaits int
 	for {
 		start := time.Now()
 		err := c.session(ctx)
@@ -221,6 +235,24 @@ func (c *Client) Run(ctx context.Context) error {
 			c.log.Error("walex stopped", "err", err)
 			return err
 		}
+		var inUse *replication.SlotInUseError
+		if errors.As(err, &inUse) {
+			if slotWaitStart.IsZero() {
+				slotWaitStart = time.Now()
+			}
+			timeout := c.config().SlotWaitTimeout
+			if timeout > 0 && time.Since(slotWaitStart) >= timeout {
+				return fmt.Errorf("walex: gave up waiting %v for the slot: %w", timeout, err)
+			}
+			slotWaits++
+			d := min(time.Duration(slotWaits)*200*time.Millisecond, 5*time.Second)
+			c.log.Info("walex waiting for the replication slot held by another process", "slot", inUse.Slot, "active_pid", inUse.PID, "waited", time.Since(slotWaitStart).Round(time.Millisecond), "retry_in", d)
+			if !sleepCtx(ctx, d) {
+				return nil
+			}
+			continue
+		}
+		slotWaitStart, slotWaits = time.Time{}, 0
 		policy := c.config().ReconnectPolicy
 		if time.Since(start) > policy.MaxDelay {
 			failures = 0
@@ -237,13 +269,21 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		c.stats.reconnects.Add(1)
 		c.log.Warn("walex reconnecting", "err", err, "attempt", failures, "in", d)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, d) {
 			return nil
-		case <-t.C:
 		}
+	}
+}
+
+// sleepCtx waits d; it returns false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -274,6 +314,12 @@ func (c *Client) session(parent context.Context) error {
 		c.mu.Unlock()
 	}()
 
+	types := &catalog{cfg: cfg.conn}
+	defer types.close()
+	if err := c.prepareTables(ctx, cfg, types); err != nil {
+		return err
+	}
+
 	conn, err := replication.Connect(ctx, replication.Config{
 		Conn:           cfg.conn,
 		Slot:           cfg.SlotName,
@@ -289,11 +335,11 @@ func (c *Client) session(parent context.Context) error {
 		return err
 	}
 	defer conn.Close(ctx)
+	c.conn.Store(conn)
+	c.stats.connected.Store(true)
+	defer c.stats.connected.Store(false)
 	c.log.Info("walex connected", "slot", conn.Slot(), "server_version", conn.ServerVersion(), "publication", cfg.Publication)
 
-	types := &typeResolver{cfg: cfg.conn}
-	defer types.close()
-	c.warnUnjudgedFilters(ctx, types)
 	dec := decoder.New(decoder.Options{
 		MaxBatchEvents: cfg.MaxBatchEvents,
 		MemoryBudget:   cfg.MemoryBudget,
@@ -325,13 +371,23 @@ func (c *Client) session(parent context.Context) error {
 					return
 				}
 				if b.Final {
-					c.stats.transactions.Add(1)
+					if b.Message == "" {
+						c.stats.transactions.Add(1)
+					}
 					conn.Ack(b.EndLSN)
 					acked.Store(uint64(b.EndLSN))
 				}
 			}
 		}
 	}()
+
+	if cfg.HeartbeatInterval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.heartbeat(ctx, cfg)
+		}()
+	}
 
 	keepalive := time.NewTicker(time.Second)
 	defer keepalive.Stop()
@@ -362,7 +418,6 @@ func (c *Client) session(parent context.Context) error {
 	})
 	cancel(streamErr)
 	wg.Wait()
-	c.stats.received.Store(uint64(conn.Received()))
 	if err := conn.Finish(); err != nil {
 		c.log.Warn("walex could not send the final acknowledgement", "slot", conn.Slot(), "err", err)
 	} else {
@@ -427,123 +482,33 @@ func (c *Client) dispatch(ctx context.Context, cfg *validated, b *decoder.Batch)
 	return nil
 }
 
-// warnUnjudgedFilters logs, once per table and Run, that UnwatchedFields
-// cannot judge the updates of a table without REPLICA IDENTITY FULL.
-func (c *Client) warnUnjudgedFilters(ctx context.Context, cat *typeResolver) {
-	regs, _ := c.reg.snapshot()
-	for _, r := range regs {
-		if r.all || len(r.filters.UnwatchedFields) == 0 || c.warned[r.table] {
-			continue
-		}
-		ident, err := cat.replicaIdentity(ctx, r.table)
-		if err != nil {
-			c.log.Warn("walex could not read the replica identity of a table", "table", r.table.String(), "err", err)
-			continue
-		}
-		if ident != "f" {
-			c.log.Warn("walex: UnwatchedFields cannot judge updates of this table, so they are all kept: Postgres sends no old values without REPLICA IDENTITY FULL",
-				"table", r.table.String(), "fix", "ALTER TABLE "+quoteIdent(r.table.Schema)+"."+quoteIdent(r.table.Table)+" REPLICA IDENTITY FULL")
-		}
-		c.warned[r.table] = true
-	}
-}
-
-func quoteIdent(s string) string { return replication.QuoteIdentifier(s) }
-
-// typeResolver runs catalog queries (type lookups, replica identities) on
-// a normal connection, opened on first use.
-type typeResolver struct {
-	cfg  *pgconn.Config
-	conn *pgconn.PgConn
-}
-
-func (t *typeResolver) connect(ctx context.Context) error {
-	if t.conn != nil {
-		return nil
-	}
-	conn, err := pgconn.ConnectConfig(ctx, t.cfg)
-	if err != nil {
-		return fmt.Errorf("connect for catalog queries: %w", err)
-	}
-	t.conn = conn
-	return nil
-}
-
-// replicaIdentity returns pg_class.relreplident of a table: d, n, f or i.
-func (t *typeResolver) replicaIdentity(ctx context.Context, tbl tableName) (string, error) {
-	if err := t.connect(ctx); err != nil {
-		return "", err
-	}
-	res := t.conn.ExecParams(ctx,
-		`SELECT c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
-		[][]byte{[]byte(tbl.Schema), []byte(tbl.Table)}, nil, nil, nil).Read()
-	if res.Err != nil {
-		return "", res.Err
-	}
-	if len(res.Rows) != 1 {
-		return "", fmt.Errorf("table %s does not exist", tbl)
-	}
-	return string(res.Rows[0][0]), nil
-}
-
-func (t *typeResolver) ResolveType(oid uint32) (decoder.TypeInfo, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := t.connect(ctx); err != nil {
-		return decoder.TypeInfo{}, err
-	}
-	var info decoder.TypeInfo
-	cur := oid
-	for depth := 0; depth < 32; depth++ {
-		res := t.conn.ExecParams(ctx,
-			`SELECT t.typtype, t.typbasetype, CASE WHEN n.nspname = 'pg_catalog' THEN t.typname ELSE n.nspname || '.' || t.typname END
-			   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = $1`,
-			[][]byte{[]byte(strconv.FormatUint(uint64(cur), 10))}, nil, nil, nil).Read()
-		if res.Err != nil {
-			return decoder.TypeInfo{}, res.Err
-		}
-		if len(res.Rows) != 1 {
-			return decoder.TypeInfo{}, fmt.Errorf("type %d not found in pg_type", cur)
-		}
-		row := res.Rows[0]
-		if info.Name == "" {
-			info.Name = string(row[2])
-		}
-		if string(row[0]) != "d" {
-			info.BaseOID = cur
-			return info, nil
-		}
-		base, err := strconv.ParseUint(string(row[1]), 10, 32)
-		if err != nil {
-			return decoder.TypeInfo{}, fmt.Errorf("type %d: bad typbasetype %q", cur, row[1])
-		}
-		cur = uint32(base)
-	}
-	return decoder.TypeInfo{}, fmt.Errorf("type %d: domain nesting too deep", oid)
-}
-
-func (t *typeResolver) close() {
-	if t.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = t.conn.Close(ctx)
-	}
-}
-
-// Stats is a snapshot of a Client's counters.
+// Stats is a snapshot of a Client's counters and positions.
 type Stats struct {
-	ReceivedLSN  LSN    // highest WAL position received (as of the last connection's end)
-	Events       uint64 // events passed to dispatch
-	Transactions uint64 // transactions fully handled and acknowledged
-	Retries      uint64 // handler call retries
-	Reconnects   uint64
-	LastError    error
+	// ReceivedLSN is the highest WAL position received from the server.
+	ReceivedLSN LSN
+	// AckedLSN is the end of the last transaction all handlers finished:
+	// the flush position reported to the server.
+	AckedLSN LSN
+	// ServerWALEnd is the server's WAL end as of its last message.
+	ServerWALEnd LSN
+	// LagBytes is ServerWALEnd - AckedLSN: WAL the server holds for this
+	// client that it has not finished.
+	LagBytes uint64
+	// Events passed to handlers' dispatch, and transactions fully handled.
+	Events, Transactions uint64
+	// Retries of handler calls, and reconnects.
+	Retries, Reconnects uint64
+	// Connected reports whether a replication connection is up.
+	Connected bool
+	// LastError is the last error that ended a connection, or nil.
+	LastError error
 }
 
 type stats struct {
-	received, events, transactions, retries, reconnects atomic.Uint64
-	mu                                                  sync.Mutex
-	lastErr                                             error
+	events, transactions, retries, reconnects atomic.Uint64
+	connected                                 atomic.Bool
+	mu                                        sync.Mutex
+	lastErr                                   error
 }
 
 func (s *stats) setErr(err error) {
@@ -552,16 +517,49 @@ func (s *stats) setErr(err error) {
 	s.mu.Unlock()
 }
 
-// Stats returns the client's counters.
+// Stats returns the client's counters. Safe from any goroutine.
 func (c *Client) Stats() Stats {
-	c.stats.mu.Lock()
-	defer c.stats.mu.Unlock()
-	return Stats{
-		ReceivedLSN:  LSN(c.stats.received.Load()),
+	st := Stats{
 		Events:       c.stats.events.Load(),
 		Transactions: c.stats.transactions.Load(),
 		Retries:      c.stats.retries.Load(),
 		Reconnects:   c.stats.reconnects.Load(),
-		LastError:    c.stats.lastErr,
+		Connected:    c.stats.connected.Load(),
+	}
+	if conn := c.conn.Load(); conn != nil {
+		st.ReceivedLSN, st.AckedLSN, st.ServerWALEnd = conn.Received(), conn.Acked(), conn.ServerWALEnd()
+		if st.ServerWALEnd > st.AckedLSN && st.AckedLSN > 0 {
+			st.LagBytes = uint64(st.ServerWALEnd - st.AckedLSN)
+		}
+	}
+	c.stats.mu.Lock()
+	st.LastError = c.stats.lastErr
+	c.stats.mu.Unlock()
+	return st
+}
+
+// heartbeat writes a non-transactional logical message every
+// HeartbeatInterval until ctx ends; the decoder turns it into an empty
+// batch that is acknowledged in order. Errors are logged and retried on
+// the next tick.
+func (c *Client) heartbeat(ctx context.Context, cfg *validated) {
+	cat := &catalog{cfg: cfg.conn}
+	defer cat.close()
+	t := time.NewTicker(cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		qctx, cancel := context.WithTimeout(ctx, cfg.HeartbeatInterval+5*time.Second)
+		_, err := cat.query(qctx, `SELECT pg_logical_emit_message(false, 'walex_heartbeat', '')`)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("walex heartbeat failed", "err", err)
+			cat.close()
+			cat.conn = nil
+		}
 	}
 }

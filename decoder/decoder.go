@@ -72,6 +72,10 @@ type Batch struct {
 	// Streamed tells that the transaction came in stream blocks (protocol
 	// version 2 and later) and was assembled at its Stream Commit.
 	Streamed bool
+	// Message is the prefix of a non-transactional logical decoding
+	// message (pg_logical_emit_message(false, ...)); such a batch has no
+	// changes and is Final, with EndLSN the message's LSN.
+	Message string
 }
 
 // Options configure a Decoder. The zero value is usable.
@@ -285,7 +289,13 @@ func (d *Decoder) apply(m Message, emit Emit) error {
 		}
 		return nil
 	case *LogicalMessage:
-		return nil
+		if m.Transactional || d.tx != nil || d.inStream {
+			return nil // transactional messages are not delivered
+		}
+		// A non-transactional message (such as walex's heartbeat) is a
+		// point in the stream that can be acknowledged once everything
+		// before it was handled: emit it as an empty, final batch.
+		return emit(&Batch{CommitLSN: m.LSN, EndLSN: m.LSN, Final: true, Message: m.Prefix})
 	case *StreamStartMessage:
 		if d.inStream {
 			return fmt.Errorf("decoder: Stream Start of transaction %d inside the stream block of transaction %d", m.XID, d.cur.xid)
@@ -413,7 +423,16 @@ func (d *Decoder) commitStream(m *StreamCommitMessage, emit Emit) error {
 		rels:   make(map[uint32]*Relation),
 	}
 	if s != nil {
-		err := s.each(func(msg []byte) error {
+		err := s.each(func(msg []byte, aborted bool) error {
+			// The server tracks the Relation (and Type) messages it sent
+			// per top-level transaction, whatever subtransaction carried
+			// them: one sent inside a subtransaction that later rolled
+			// back is not repeated for the rest of the transaction. So
+			// those are applied even from aborted subtransactions; their
+			// row changes are not.
+			if aborted && MessageType(msg[0]) != MsgRelation && MessageType(msg[0]) != MsgType {
+				return nil
+			}
 			pm, err := Parse(msg, true)
 			if err != nil {
 				return err
@@ -430,6 +449,13 @@ func (d *Decoder) commitStream(m *StreamCommitMessage, emit Emit) error {
 			d.tx = nil
 			return err
 		}
+	}
+	// After a Stream Commit the server counts the relations described in
+	// the stream as known to the client and does not describe them again
+	// for later transactions (until their definition changes): they
+	// become the current relations.
+	for id, rel := range d.tx.rels {
+		d.rels[id] = rel
 	}
 	b := d.tx.batch
 	d.tx = nil

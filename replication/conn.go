@@ -59,7 +59,8 @@ type Conn struct {
 	protoVersion  int
 	streaming     bool
 
-	received   LSN           // highest WAL position received (write)
+	received   atomic.Uint64 // highest WAL position received (write)
+	serverEnd  atomic.Uint64 // server's WAL end as last reported
 	acked      atomic.Uint64 // flush/apply: end LSN of the last fully handled transaction
 	ackNow     chan struct{}
 	lastStatus time.Time
@@ -82,7 +83,7 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	cc.RuntimeParams["replication"] = "database"
 	conn, err := pgconn.ConnectConfig(ctx, cc)
 	if err != nil {
-		return nil, classifyConnectError(err)
+		return nil, ClassifyConnectError(err)
 	}
 	c := &Conn{cfg: cfg, conn: conn, ackNow: make(chan struct{}, 1)}
 	if err := c.setup(ctx); err != nil {
@@ -92,8 +93,9 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	return c, nil
 }
 
-// classifyConnectError marks connection errors that retrying cannot fix.
-func classifyConnectError(err error) error {
+// ClassifyConnectError marks connection errors that retrying cannot fix
+// (authentication, missing database, missing privilege) as permanent.
+func ClassifyConnectError(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
@@ -140,6 +142,13 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	if walLevel != "logical" {
 		return &PermanentError{Err: fmt.Errorf("replication: %w (it is %q)", ErrWALLevel, walLevel)}
+	}
+	if v, err := c.queryValue(ctx, "SHOW wal_sender_timeout"); err == nil {
+		if timeout, ok := parsePGDuration(v); ok && timeout > 0 && c.cfg.StatusInterval > timeout/2 {
+			c.cfg.Logger.Warn("walex status interval is too close to the server's wal_sender_timeout; using a third of the timeout",
+				"status_interval", c.cfg.StatusInterval, "wal_sender_timeout", timeout)
+			c.cfg.StatusInterval = timeout / 3
+		}
 	}
 	n, err := c.queryValue(ctx, "SELECT count(*) FROM pg_publication WHERE pubname = "+QuoteLiteral(c.cfg.Publication))
 	if err != nil {
@@ -279,8 +288,18 @@ func (c *Conn) Ack(lsn LSN) {
 // Acked is the last acknowledged position.
 func (c *Conn) Acked() LSN { return LSN(c.acked.Load()) }
 
-// Received is the highest WAL position received.
-func (c *Conn) Received() LSN { return c.received }
+// Received is the highest WAL position received. Safe from any goroutine.
+func (c *Conn) Received() LSN { return LSN(c.received.Load()) }
+
+// ServerWALEnd is the server's WAL end as of its last message. Safe from
+// any goroutine.
+func (c *Conn) ServerWALEnd() LSN { return LSN(c.serverEnd.Load()) }
+
+func (c *Conn) setReceived(lsn LSN) {
+	if uint64(lsn) > c.received.Load() {
+		c.received.Store(uint64(lsn))
+	}
+}
 
 // RequestStatus asks the owner goroutine to send a status update soon.
 // Safe from any goroutine.
@@ -295,7 +314,7 @@ func (c *Conn) RequestStatus() {
 // apply = acknowledged. Only the goroutine that runs Stream may call it.
 func (c *Conn) SendStatus(replyRequested bool) error {
 	flush := c.Acked()
-	write := c.received
+	write := c.Received()
 	if write < flush {
 		write = flush
 	}
@@ -411,9 +430,10 @@ func (c *Conn) Stream(ctx context.Context, h Handler) error {
 				if err != nil {
 					return fmt.Errorf("replication: %w", err)
 				}
-				if h.Idle != nil && h.Idle() && ka.ServerWALEnd > c.received {
+				c.serverEnd.Store(uint64(ka.ServerWALEnd))
+				if h.Idle != nil && h.Idle() && ka.ServerWALEnd > c.Received() {
 					// Everything sent before this keepalive was handled.
-					c.received = ka.ServerWALEnd
+					c.setReceived(ka.ServerWALEnd)
 					c.Ack(ka.ServerWALEnd)
 				}
 				if ka.ReplyRequested {
@@ -426,9 +446,8 @@ func (c *Conn) Stream(ctx context.Context, h Handler) error {
 				if err != nil {
 					return fmt.Errorf("replication: %w", err)
 				}
-				if end := xld.WALStart + LSN(len(xld.WALData)); end > c.received {
-					c.received = end
-				}
+				c.serverEnd.Store(uint64(xld.ServerWALEnd))
+				c.setReceived(xld.WALStart + LSN(len(xld.WALData)))
 				if err := h.Data(xld.WALStart, xld.WALData); err != nil {
 					return err
 				}
@@ -502,4 +521,23 @@ func QuoteIdentifier(s string) string {
 // QuoteLiteral quotes a SQL string literal (standard_conforming_strings on).
 func QuoteLiteral(s string) string {
 	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
+}
+
+// parsePGDuration parses a time setting as SHOW prints it: "60s", "1min",
+// "500ms", "0".
+func parsePGDuration(s string) (time.Duration, bool) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	unit := map[string]time.Duration{"": time.Millisecond, "us": time.Microsecond, "ms": time.Millisecond, "s": time.Second, "min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}
+	u, ok := unit[strings.TrimSpace(s[i:])]
+	if !ok {
+		return 0, false
+	}
+	return time.Duration(n) * u, true
 }

@@ -1,0 +1,173 @@
+package walex_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/walex-go/walex"
+)
+
+func durable(cfg *walex.Config) { cfg.DurableSlot = true }
+
+// ids returns the id column of every event the recorder saw.
+func (r *recorder) ids() []int32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int32
+	for _, evs := range r.evs {
+		for _, e := range evs {
+			out = append(out, e.NewRecord["id"].(int32))
+		}
+	}
+	return out
+}
+
+func TestDurableSlotResumes(t *testing.T) {
+	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t;`)
+	c1 := newClient(t, url, "durable", []string{"t"}, durable)
+	r1 := newRecorder()
+	c1.OnInsert("t", r1.handler("c1"))
+	stop := running(t, c1)
+	waitStreaming(t, url, "durable_walex")
+	exec(t, url, `INSERT INTO t VALUES (1)`)
+	r1.wait(t, 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, url, `INSERT INTO t VALUES (2)`) // while no client runs
+	c2 := newClient(t, url, "durable", []string{"t"}, durable)
+	r2 := newRecorder()
+	c2.OnInsert("t", r2.handler("c2"))
+	running(t, c2)
+	r2.wait(t, 1)
+	exec(t, url, `INSERT INTO t VALUES (3)`)
+	r2.wait(t, 2)
+	if got := r2.ids(); len(got) != 2 || got[0] != 2 || got[1] != 3 {
+		t.Errorf("second client got ids %v, want [2 3] (1 was acknowledged before the restart)", got)
+	}
+}
+
+func TestFailedTransactionRedelivered(t *testing.T) {
+	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t;`)
+	c1 := newClient(t, url, "redeliver", []string{"t"}, durable)
+	var failedID string
+	c1.OnInsert("t", func(ctx context.Context, events []walex.Event) error {
+		if events[0].NewRecord["id"] == int32(2) {
+			failedID = events[0].ID()
+			return errors.New("downstream unavailable")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c1.Run(ctx) }()
+	waitStreaming(t, url, "redeliver_walex")
+	exec(t, url, `INSERT INTO t VALUES (1)`)
+	exec(t, url, `INSERT INTO t VALUES (2)`)
+	exec(t, url, `INSERT INTO t VALUES (3)`)
+	err := <-errc
+	var he *walex.HandlerError
+	if !errors.As(err, &he) || he.EventID != failedID {
+		t.Fatalf("Run() = %v, want HandlerError for event %s", err, failedID)
+	}
+	c2 := newClient(t, url, "redeliver", []string{"t"}, durable)
+	r := newRecorder()
+	c2.OnInsert("t", r.handler("c2"))
+	running(t, c2)
+	r.wait(t, 2)
+	if got := r.ids(); len(got) != 2 || got[0] != 2 || got[1] != 3 {
+		t.Errorf("after restart got ids %v, want [2 3]", got)
+	}
+	if got := r.evs[0][0].ID(); got != failedID {
+		t.Errorf("redelivered event ID %s, want %s (same ID for dedupe)", got, failedID)
+	}
+}
+
+func TestSlotTakeover(t *testing.T) {
+	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t;`)
+	a := newClient(t, url, "ha", []string{"t"}, durable)
+	ra := newRecorder()
+	a.OnInsert("t", ra.handler("a"))
+	stopA := running(t, a)
+	waitStreaming(t, url, "ha_walex")
+
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	b := newClient(t, url, "ha", []string{"t"}, durable, func(cfg *walex.Config) {
+		cfg.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	})
+	rb := newRecorder()
+	b.OnInsert("t", rb.handler("b"))
+	running(t, b)
+
+	t.Run("timeout", func(t *testing.T) {
+		c := newClient(t, url, "ha", []string{"t"}, durable, func(cfg *walex.Config) { cfg.SlotWaitTimeout = 500 * time.Millisecond })
+		c.OnInsert("t", rb.handler("c"))
+		err := c.Run(context.Background())
+		if !errors.Is(err, walex.ErrSlotInUse) {
+			t.Fatalf("Run() = %v, want ErrSlotInUse", err)
+		}
+	})
+
+	exec(t, url, `INSERT INTO t VALUES (1)`)
+	ra.wait(t, 1)
+	mu.Lock()
+	waiting := strings.Contains(logs.String(), "waiting for the replication slot") && strings.Contains(logs.String(), "active_pid=")
+	mu.Unlock()
+	if !waiting {
+		t.Errorf("standby did not log that it waits for the slot:\n%s", logs.String())
+	}
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	exec(t, url, `INSERT INTO t VALUES (2)`)
+	rb.wait(t, 1)
+	if d := time.Since(stopped); d > 10*time.Second {
+		t.Errorf("takeover took %v", d)
+	}
+	if got := rb.ids(); len(got) != 1 || got[0] != 2 {
+		t.Errorf("standby got %v, want [2]", got)
+	}
+}
+
+func TestHeartbeatAdvancesIdleSlot(t *testing.T) {
+	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE other (id int); CREATE PUBLICATION events FOR TABLE t;`)
+	c := newClient(t, url, "hb", []string{"t"}, durable, func(cfg *walex.Config) { cfg.HeartbeatInterval = 100 * time.Millisecond })
+	c.OnInsert("t", func(context.Context, []walex.Event) error { return nil })
+	running(t, c)
+	waitStreaming(t, url, "hb_walex")
+	exec(t, url, `INSERT INTO other SELECT generate_series(1, 20000)`)
+	target := currentWAL(t, url)
+	deadline := time.Now().Add(20 * time.Second)
+	for slotFlushLSN(t, url, "hb_walex") < target {
+		if time.Now().After(deadline) {
+			t.Fatalf("confirmed_flush_lsn %s did not reach %s while the subscribed table was idle", slotFlushLSN(t, url, "hb_walex"), target)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st := c.Stats()
+	if !st.Connected || st.AckedLSN < target || st.ReceivedLSN < st.AckedLSN || st.Transactions != 0 {
+		t.Errorf("Stats() = %+v", st)
+	}
+}
+
+func currentWAL(tb testing.TB, url string) walex.LSN {
+	tb.Helper()
+	row := queryRow(tb, url, `SELECT pg_current_wal_lsn()::text AS lsn`)
+	var hi, lo uint32
+	if _, err := fmtSscanf(row["lsn"].(string), &hi, &lo); err != nil {
+		tb.Fatal(err)
+	}
+	return walex.LSN(uint64(hi)<<32 | uint64(lo))
+}
+
+func fmtSscanf(s string, hi, lo *uint32) (int, error) { return fmt.Sscanf(s, "%X/%X", hi, lo) }

@@ -1,0 +1,29 @@
+package replication
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParsePGDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"60s": time.Minute, "1min": time.Minute, "500ms": 500 * time.Millisecond, "0": 0, "2h": 2 * time.Hour} {
+		got, ok := parsePGDuration(in)
+		if !ok || got != want {
+			t.Errorf("parsePGDuration(%q) = %v, %t; want %v", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "abc", "5 fortnights"} {
+		if _, ok := parsePGDuration(in); ok {
+			t.Errorf("parsePGDuration(%q) ok", in)
+		}
+	}
+}
+
+func TestQuote(t *testing.T) {
+	if got, want := QuoteIdentifier(`a"b`), `"a""b"`; got != want {
+		t.Errorf("QuoteIdentifier = %s, want %s", got, want)
+	}
+	if got, want := QuoteLiteral(`it's`), `'it''s'`; got != want {
+		t.Errorf("QuoteLiteral = %s, want %s", got, want)
+	}
+}
