@@ -27,7 +27,7 @@ type Client struct {
 	subs    atomic.Pointer[map[tableName]bool]
 	running atomic.Bool
 	conn    atomic.Pointer[replication.Conn] // the current or last connection, for Stats
-	warned  map[tableName]bool // tables warned about in this Run (Run's goroutine only)
+	warned  map[tableName]bool               // tables warned about in this Run (Run's goroutine only)
 	log     *slog.Logger
 	stats   stats
 }
