@@ -24,7 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/walex-go/walex"
-	"github.com/walex-go/walex/internal/pgtest"
+	"github.com/walex-go/walex/internal/demo"
 )
 
 func main() {
@@ -38,24 +38,18 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		fmt.Println("Starting a throwaway PostgreSQL (set DATABASE_URL to use your own)...")
-		srv, err := pgtest.Start(ctx, pgtest.Options{})
-		if err != nil {
-			return err
-		}
-		defer srv.Stop()
-		url = srv.URL("postgres")
-		fmt.Printf("PostgreSQL %d is listening on %s:%d\n", srv.Version, srv.Host, srv.Port)
+	url, stopServer, err := demo.Database(ctx)
+	if err != nil {
+		return err
 	}
+	defer stopServer()
 
 	db, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer db.Close(context.Background())
-	setup := []string{
+	err = demo.Exec(ctx, db,
 		`DROP PUBLICATION IF EXISTS walex_quickstart`,
 		`DROP TABLE IF EXISTS walex_quickstart_users`,
 		`CREATE TABLE walex_quickstart_users (
@@ -68,12 +62,9 @@ func run() error {
 			updated_at timestamptz DEFAULT now())`,
 		// FULL: updates and deletes carry the whole old row.
 		`ALTER TABLE walex_quickstart_users REPLICA IDENTITY FULL`,
-		`CREATE PUBLICATION walex_quickstart FOR TABLE walex_quickstart_users`,
-	}
-	for _, sql := range setup {
-		if _, err := db.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
+		`CREATE PUBLICATION walex_quickstart FOR TABLE walex_quickstart_users`)
+	if err != nil {
+		return err
 	}
 	defer func() {
 		_, _ = db.Exec(context.Background(), `DROP PUBLICATION IF EXISTS walex_quickstart`)
@@ -122,7 +113,7 @@ func run() error {
 
 	// The slot is temporary: changes made before it exists are not seen.
 	// Wait until walex is streaming.
-	if err := waitForSlot(ctx, db, runErr); err != nil {
+	if err := demo.WaitForSlot(ctx, db, "quickstart_walex", runErr); err != nil {
 		return err
 	}
 
@@ -154,24 +145,4 @@ func run() error {
 	}
 	fmt.Printf("Done: printed %d events.\n", want)
 	return nil
-}
-
-func waitForSlot(ctx context.Context, db *pgx.Conn, runErr <-chan error) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		var n int
-		err := db.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'quickstart_walex%' AND active`).Scan(&n)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-		select {
-		case err := <-runErr:
-			return fmt.Errorf("walex stopped: %w", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return errors.New("walex did not start streaming within 30s")
 }
