@@ -550,3 +550,50 @@ func TestMissingTable(t *testing.T) {
 		t.Fatalf("Run() = %v, want permanent ErrTableNotFound naming public.nope", err)
 	}
 }
+
+func TestUpdateConfigAndReconnect(t *testing.T) {
+	srv := pgtest.Shared()
+	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t;`)
+	db := url[strings.LastIndex(url, "/")+1:]
+	if i := strings.Index(db, "?"); i >= 0 {
+		db = db[:i]
+	}
+	exec(t, url, `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'walex_pw') THEN CREATE ROLE walex_pw LOGIN REPLICATION; END IF; END $$`)
+	exec(t, url, `ALTER ROLE walex_pw PASSWORD 'first-pass'`)
+	c := newClient(t, "", "rotate", []string{"t"}, func(cfg *walex.Config) {
+		cfg.URL = ""
+		cfg.Host, cfg.Port, cfg.User, cfg.Password, cfg.Database = srv.Host, uint16(srv.Port), "walex_pw", "first-pass", db
+		cfg.ReconnectPolicy = walex.RetryPolicy{InitialDelay: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond}
+	})
+	r := newRecorder()
+	c.OnInsert("t", r.handler("ins"))
+	running(t, c)
+	waitStreaming(t, url, "rotate_walex")
+	exec(t, url, `INSERT INTO t VALUES (1)`)
+	r.wait(t, 1)
+
+	// Rotate the password: the running connection is unaffected; the new
+	// one (forced by Reconnect) must use the new password.
+	exec(t, url, `ALTER ROLE walex_pw PASSWORD 'second-pass'`)
+	if err := c.UpdateConfig(func(cfg *walex.Config) { cfg.Password = "second-pass" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UpdateConfig(func(cfg *walex.Config) { cfg.Name = "" }); !errors.Is(err, walex.ErrInvalidConfig) {
+		t.Fatalf("UpdateConfig(invalid) = %v, want ErrInvalidConfig", err)
+	}
+	before := c.Stats().Reconnects
+	c.Reconnect()
+	deadline := time.Now().Add(20 * time.Second)
+	for c.Stats().Reconnects == before || !c.Stats().Connected {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reconnect: %+v", c.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitStreaming(t, url, "rotate_walex")
+	exec(t, url, `INSERT INTO t VALUES (2)`)
+	r.wait(t, 2)
+	if st := c.Stats(); st.LastError == nil || !st.Connected {
+		t.Errorf("Stats() = %+v, want connected, with the reconnect recorded as LastError", st)
+	}
+}
