@@ -352,7 +352,7 @@ func (c *Client) session(parent context.Context) error {
 	})
 	defer dec.Close()
 
-	batches := make(chan *decoder.Batch, 4)
+	batches := make(chan *decoder.Batch, 2) // bounded: the back-pressure between reader and handlers
 	var acked atomic.Uint64 // end LSN of the last dispatched transaction
 	var enqueued LSN        // end LSN of the last enqueued transaction (reader goroutine)
 	var wg sync.WaitGroup

@@ -408,17 +408,19 @@ func parseType(r *reader, inStream bool) (m *TypeMessage, err error) {
 
 // parseTuple reads TupleData: Int16 column count, then per column a kind
 // byte and, for 't' and 'b', an Int32 length and the bytes.
-func parseTuple(r *reader, field string) ([]Column, error) {
-	n, err := r.u16(field + " column count")
+func parseTuple(r *reader, part string) ([]Column, error) {
+	r.part = part
+	defer func() { r.part = "" }()
+	n, err := r.u16("column count")
 	if err != nil {
 		return nil, err
 	}
-	if err := r.need(int(n), field+" columns"); err != nil { // one byte per column at least
+	if err := r.need(int(n), "columns"); err != nil { // one byte per column at least
 		return nil, err
 	}
 	cols := make([]Column, n)
 	for i := range cols {
-		k, err := r.u8(field + " column kind")
+		k, err := r.u8("column kind")
 		if err != nil {
 			return nil, err
 		}
@@ -426,19 +428,19 @@ func parseTuple(r *reader, field string) ([]Column, error) {
 		switch k {
 		case ColNull, ColUnchanged:
 		case ColText, ColBinary:
-			l, err := r.u32(field + " column length")
+			l, err := r.u32("column length")
 			if err != nil {
 				return nil, err
 			}
 			if l > uint32(len(r.buf)) {
-				return nil, r.fail(field+" column data", fmt.Sprintf("length %d exceeds message size %d", l, len(r.buf)))
+				return nil, r.fail("column data", fmt.Sprintf("length %d exceeds message size %d", l, len(r.buf)))
 			}
-			if cols[i].Data, err = r.bytes(int(l), field+" column data"); err != nil {
+			if cols[i].Data, err = r.bytes(int(l), "column data"); err != nil {
 				return nil, err
 			}
 		default:
 			r.off--
-			return nil, r.fail(field+" column kind", fmt.Sprintf("unknown column kind 0x%02x", k))
+			return nil, r.fail("column kind", fmt.Sprintf("unknown column kind 0x%02x", k))
 		}
 	}
 	return cols, nil

@@ -18,9 +18,13 @@ type reader struct {
 	buf  []byte
 	off  int
 	kind MessageType
+	part string // the part being read ("old tuple"), prefixed to field names in errors
 }
 
 func (r *reader) fail(field, what string) error {
+	if r.part != "" {
+		field = r.part + " " + field
+	}
 	return &ParseError{Type: r.kind, Offset: r.off, Field: field, Reason: what}
 }
 

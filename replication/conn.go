@@ -1,12 +1,14 @@
 package replication
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -48,6 +50,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// readBufferSize is the size of the socket read buffer.
+const readBufferSize = 256 << 10
+
 // Conn is one replication connection. One goroutine owns it: it calls
 // Stream, and from within Stream's callbacks may call SendStatus. Ack may
 // be called from any goroutine.
@@ -81,6 +86,12 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 		cc.RuntimeParams = map[string]string{}
 	}
 	cc.RuntimeParams["replication"] = "database"
+	// Read the stream in large chunks: pgproto3 alone reads at most 8 KiB
+	// per system call, which wakes this process (and costs the walsender a
+	// context switch) for every few rows.
+	cc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, readBufferSize), w)
+	}
 	conn, err := pgconn.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, ClassifyConnectError(err)
