@@ -151,6 +151,9 @@ func valuesEqual(a, b any) bool {
 	case float64:
 		y, ok := b.(float64)
 		return ok && (x == y || x != x && y != y)
+	case float32:
+		y, ok := b.(float32)
+		return ok && (x == y || x != x && y != y)
 	case time.Time:
 		y, ok := b.(time.Time)
 		return ok && x.Equal(y)
@@ -169,7 +172,91 @@ func valuesEqual(a, b any) bool {
 		ry, _ := toRat(y)
 		return rx.Cmp(ry) == 0
 	}
-	return reflect.DeepEqual(a, b)
+	return deepEqual(reflect.ValueOf(a), reflect.ValueOf(b))
+}
+
+// deepEqual is reflect.DeepEqual, except that NaN equals NaN, as it does
+// in PostgreSQL: an update that leaves a NaN float (or a point holding
+// one) unchanged is not a change.
+func deepEqual(a, b reflect.Value) bool {
+	if !a.IsValid() || !b.IsValid() {
+		return a.IsValid() == b.IsValid()
+	}
+	if a.Type() != b.Type() {
+		return false
+	}
+	switch a.Kind() {
+	case reflect.Float32, reflect.Float64:
+		x, y := a.Float(), b.Float()
+		return x == y || x != x && y != y
+	case reflect.Complex64, reflect.Complex128:
+		return a.Complex() == b.Complex()
+	case reflect.Bool:
+		return a.Bool() == b.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return a.Int() == b.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return a.Uint() == b.Uint()
+	case reflect.String:
+		return a.String() == b.String()
+	case reflect.Slice:
+		if a.IsNil() != b.IsNil() {
+			return false
+		}
+		fallthrough
+	case reflect.Array:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !deepEqual(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
+			return false
+		}
+		iter := a.MapRange()
+		for iter.Next() {
+			bv := b.MapIndex(iter.Key())
+			if !bv.IsValid() || !deepEqual(iter.Value(), bv) {
+				return false
+			}
+		}
+		return true
+	case reflect.Struct:
+		if t, ok := asTime(a); ok {
+			u, _ := asTime(b)
+			return t.Equal(u)
+		}
+		for i := range a.NumField() {
+			if !deepEqual(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Pointer, reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		if a.Kind() == reflect.Pointer && a.Pointer() == b.Pointer() {
+			return true
+		}
+		return deepEqual(a.Elem(), b.Elem())
+	}
+	return reflect.DeepEqual(a.Interface(), b.Interface())
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// asTime returns v as a time.Time when it is one and readable.
+func asTime(v reflect.Value) (time.Time, bool) {
+	if v.Type() != timeType || !v.CanInterface() {
+		return time.Time{}, false
+	}
+	return v.Interface().(time.Time), true
 }
 
 // FilterEvents returns the events for which keep returns true, in order

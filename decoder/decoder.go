@@ -140,9 +140,11 @@ func New(opts Options) *Decoder {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	typeMap := pgtype.NewMap()
+	installTextCodecs(typeMap)
 	return &Decoder{
 		opts:      opts,
-		typeMap:   pgtype.NewMap(),
+		typeMap:   typeMap,
 		rels:      make(map[uint32]*Relation),
 		typeNames: make(map[uint32]string),
 		typeInfos: make(map[uint32]TypeInfo),

@@ -86,6 +86,14 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 		cc.RuntimeParams = map[string]string{}
 	}
 	cc.RuntimeParams["replication"] = "database"
+	// pgoutput sends values in their text form, which depends on these
+	// settings; a database or role default (ALTER DATABASE ... SET
+	// DateStyle = 'SQL, DMY') would otherwise make values undecodable.
+	// Startup parameters take precedence over such defaults. TimeZone is
+	// left alone: timestamptz text carries its offset.
+	for k, v := range map[string]string{"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex"} {
+		cc.RuntimeParams[k] = v
+	}
 	// Read the stream in large chunks: pgproto3 alone reads at most 8 KiB
 	// per system call, which wakes this process (and costs the walsender a
 	// context switch) for every few rows.
