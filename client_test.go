@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -595,5 +596,32 @@ func TestUpdateConfigAndReconnect(t *testing.T) {
 	r.wait(t, 2)
 	if st := c.Stats(); st.LastError == nil || !st.Connected {
 		t.Errorf("Stats() = %+v, want connected, with the reconnect recorded as LastError", st)
+	}
+}
+
+// TestDatabaseOutputSettings: values decode whatever output settings the
+// database or role sets (the replication connection pins its own).
+func TestDatabaseOutputSettings(t *testing.T) {
+	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY, d date, ts timestamp, b bytea, iv interval, f float8); CREATE PUBLICATION events FOR TABLE t;`)
+	db := url[strings.LastIndex(url, "/")+1:]
+	if i := strings.Index(db, "?"); i >= 0 {
+		db = db[:i]
+	}
+	exec(t, url, fmt.Sprintf(`ALTER DATABASE %q SET DateStyle = 'SQL, DMY'`, db))
+	exec(t, url, fmt.Sprintf(`ALTER DATABASE %q SET bytea_output = 'escape'`, db))
+	exec(t, url, fmt.Sprintf(`ALTER DATABASE %q SET IntervalStyle = 'sql_standard'`, db))
+	exec(t, url, fmt.Sprintf(`ALTER DATABASE %q SET extra_float_digits = -3`, db))
+	c := newClient(t, url, "settings", []string{"t"})
+	got := make(chan []walex.Event, 1)
+	c.OnInsert("t", func(ctx context.Context, events []walex.Event) error { got <- events; return nil })
+	running(t, c)
+	waitStreaming(t, url, "settings_walex")
+	exec(t, url, `INSERT INTO t VALUES (1, '2026-03-04', '2026-03-04 05:06:07.891', '\x00ff10', '1 year 2 mons 3 days 04:05:06.7', 0.1 + 0.2)`)
+	e := receive(t, got, nil)[0]
+	want := queryRow(t, url, `SELECT * FROM t`)
+	for k, w := range want {
+		if g := e.NewRecord[k]; !reflect.DeepEqual(g, w) {
+			t.Errorf("%s = %#v, want %#v", k, g, w)
+		}
 	}
 }

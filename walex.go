@@ -353,8 +353,8 @@ func (c *Client) session(parent context.Context) error {
 	defer dec.Close()
 
 	batches := make(chan *decoder.Batch, 2) // bounded: the back-pressure between reader and handlers
-	var acked atomic.Uint64 // end LSN of the last dispatched transaction
-	var enqueued LSN        // end LSN of the last enqueued transaction (reader goroutine)
+	var acked atomic.Uint64                 // end LSN of the last dispatched transaction
+	var enqueued LSN                        // end LSN of the last enqueued transaction (reader goroutine)
 	var wg sync.WaitGroup
 	var dispatchErr error
 	wg.Add(1)
@@ -401,16 +401,22 @@ func (c *Client) session(parent context.Context) error {
 				return nil
 			case <-keepalive.C:
 				if err := conn.KeepAlive(); err != nil {
-					return err
+					return &emitError{err}
 				}
 			case <-ctx.Done():
-				return context.Cause(ctx)
+				return &emitError{context.Cause(ctx)}
 			}
 		}
 	}
 	streamErr := conn.Stream(ctx, replication.Handler{
-		Data: func(_ replication.LSN, data []byte) error {
-			return dec.Decode(data, emit)
+		Data: func(walStart replication.LSN, data []byte) error {
+			err := dec.Decode(data, emit)
+			var ee *emitError
+			if err == nil || errors.As(err, &ee) {
+				return err
+			}
+			// The same bytes would come again after a reconnect: stop.
+			return &replication.PermanentError{Err: fmt.Errorf("walex: cannot decode the change stream at WAL position %s: %w (nothing from this transaction on was acknowledged)", walStart, err)}
 		},
 		Idle: func() bool {
 			return !dec.InTransaction() && LSN(acked.Load()) == enqueued
@@ -431,6 +437,13 @@ func (c *Client) session(parent context.Context) error {
 	}
 	return streamErr
 }
+
+// emitError wraps what stopped the hand-over of a batch to the dispatcher
+// (as opposed to a decoding error).
+type emitError struct{ err error }
+
+func (e *emitError) Error() string { return e.err.Error() }
+func (e *emitError) Unwrap() error { return e.err }
 
 // dispatch calls the handlers for one batch.
 func (c *Client) dispatch(ctx context.Context, cfg *validated, b *decoder.Batch) error {
