@@ -224,3 +224,88 @@ func TestParseErrorNamesTypeAndOffset(t *testing.T) {
 		t.Error("empty message")
 	}
 }
+
+// TestStreamCommitKeepsRelations: after a Stream Commit the server counts
+// the relations described inside the stream as known and does not send
+// their Relation message again; the next (non-streamed) transaction must
+// decode with them.
+func TestStreamCommitKeepsRelations(t *testing.T) {
+	for _, budget := range []int64{1 << 20, 1} {
+		d := New(Options{MemoryBudget: budget, SpillDir: t.TempDir()})
+		bs := feed(t, d,
+			streamStart(10, true),
+			relationMsg(true, 10, 1, "public", "t", 'd', col{"a", oidInt4, true}, col{"b", oidText, false}),
+			insertMsg(true, 10, 1, "1", "x"),
+			streamStop(),
+			streamCommit(10, 0x500, 0x580),
+			beginMsg(0x600, 11),
+			insertMsg(false, 0, 1, "2", "y"), // no Relation message: the server sent it in the stream
+			commitMsg(0x600, 0x680),
+		)
+		if len(bs) != 2 {
+			t.Fatalf("budget %d: got %d batches, want 2", budget, len(bs))
+		}
+		want := map[string]any{"a": int32(2), "b": "y"}
+		if got := bs[1].Changes[0].New; !reflect.DeepEqual(got, want) {
+			t.Errorf("budget %d: insert after the streamed transaction = %#v, want %#v", budget, got, want)
+		}
+		if r, ok := d.Relation(1); !ok || r != bs[0].Changes[0].Relation {
+			t.Errorf("budget %d: relation of the streamed transaction is not the current one", budget)
+		}
+	}
+}
+
+// TestStreamAbortDropsRelations: the relations of an aborted streamed
+// transaction are not kept (the server describes them again).
+func TestStreamAbortDropsRelations(t *testing.T) {
+	d := New(Options{})
+	feed(t, d,
+		streamStart(10, true),
+		relationMsg(true, 10, 1, "public", "t", 'd', col{"a", oidInt4, true}),
+		insertMsg(true, 10, 1, "1"),
+		streamStop(),
+		streamAbort(10, 10),
+	)
+	if _, ok := d.Relation(1); ok {
+		t.Errorf("relation of an aborted streamed transaction was kept")
+	}
+}
+
+// TestRelationInAbortedSubtransaction: the server sends a relation's
+// Relation message once per streamed top-level transaction, inside the
+// subtransaction of the first change; when that subtransaction rolls back,
+// later changes of the transaction (and later transactions) still refer to
+// it.
+func TestRelationInAbortedSubtransaction(t *testing.T) {
+	for _, budget := range []int64{1 << 20, 1} {
+		d := New(Options{MemoryBudget: budget, SpillDir: t.TempDir()})
+		bs := feed(t, d,
+			streamStart(10, true),
+			relationMsg(true, 11, 1, "public", "t", 'd', col{"a", oidInt4, true}),
+			insertMsg(true, 11, 1, "100"),
+			insertMsg(true, 11, 1, "101"),
+			streamStop(),
+			streamAbort(10, 11), // ROLLBACK TO SAVEPOINT
+			streamStart(10, false),
+			insertMsg(true, 10, 1, "1"),
+			insertMsg(true, 12, 1, "2"),
+			streamStop(),
+			streamCommit(10, 0x500, 0x580),
+			beginMsg(0x600, 13),
+			insertMsg(false, 0, 1, "3"),
+			commitMsg(0x600, 0x680),
+		)
+		var got []any
+		for _, b := range bs {
+			for i, c := range b.Changes {
+				if c.Index != i {
+					t.Errorf("budget %d: Index %d, want %d", budget, c.Index, i)
+				}
+				got = append(got, c.New["a"])
+			}
+		}
+		if want := []any{int32(1), int32(2), int32(3)}; !reflect.DeepEqual(got, want) || len(bs) != 2 {
+			t.Errorf("budget %d: %d batches, values %v, want 2 batches with %v", budget, len(bs), got, want)
+		}
+	}
+}

@@ -77,15 +77,12 @@ func (s *spool) ioErr(op string, err error) error {
 	return fmt.Errorf("decoder: spill file of streamed transaction %d: %s: %w", s.xid, op, err)
 }
 
-// each calls fn with every message that is not part of an aborted
-// subtransaction, in arrival order. msg is only valid during the call.
-func (s *spool) each(fn func(msg []byte) error) error {
+// each calls fn with every message in arrival order, telling whether it
+// belongs to an aborted subtransaction. msg is only valid during the call.
+func (s *spool) each(fn func(msg []byte, aborted bool) error) error {
 	if s.w == nil {
 		for _, e := range s.mem {
-			if s.aborted[binary.BigEndian.Uint32(e)] {
-				continue
-			}
-			if err := fn(e[4:]); err != nil {
+			if err := fn(e[4:], s.aborted[binary.BigEndian.Uint32(e)]); err != nil {
 				return err
 			}
 		}
@@ -115,10 +112,7 @@ func (s *spool) each(fn func(msg []byte) error) error {
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return s.ioErr("read", err)
 		}
-		if s.aborted[binary.BigEndian.Uint32(hdr[:])] {
-			continue
-		}
-		if err := fn(buf); err != nil {
+		if err := fn(buf, s.aborted[binary.BigEndian.Uint32(hdr[:])]); err != nil {
 			return err
 		}
 	}
