@@ -625,3 +625,40 @@ func TestDatabaseOutputSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestSkipOriginChanges(t *testing.T) {
+	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t; SELECT pg_replication_origin_create('upstream');`)
+	for _, skip := range []bool{false, true} {
+		t.Run(fmt.Sprint("skip=", skip), func(t *testing.T) {
+			exec(t, url, `TRUNCATE t`)
+			name := fmt.Sprintf("origin%t", skip)
+			c := newClient(t, url, name, []string{"t"}, func(cfg *walex.Config) { cfg.SkipOriginChanges = skip })
+			r := newRecorder()
+			c.OnInsert("t", r.handler("ins"))
+			running(t, c)
+			waitStreaming(t, url, name+"_walex")
+			// A change applied by "another replication system": the session
+			// has a replication origin.
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			for _, sql := range []string{`SELECT pg_replication_origin_session_setup('upstream')`, `INSERT INTO t VALUES (1)`, `SELECT pg_replication_origin_session_reset()`, `INSERT INTO t VALUES (2)`} {
+				if _, err := conn.Exec(ctx, sql); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := []int32{1, 2}
+			if skip {
+				want = []int32{2}
+			}
+			r.wait(t, len(want))
+			time.Sleep(200 * time.Millisecond)
+			if got := r.ids(); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("ids = %v, want %v", got, want)
+			}
+		})
+	}
+}

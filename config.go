@@ -65,6 +65,12 @@ type Config struct {
 	// tables are idle and other tables or databases write. Default 0 (off).
 	HeartbeatInterval time.Duration
 
+	// SkipOriginChanges drops changes that another replication system
+	// applied (transactions with a replication origin), e.g. to avoid
+	// loops in bidirectional replication. On PostgreSQL 16+ the server
+	// filters them (origin 'none'). Default false: every change.
+	SkipOriginChanges bool
+
 	// CreatePublication makes the client create the publication FOR TABLE
 	// the subscriptions when it does not exist, and add subscribed tables
 	// it lacks (also those added with AddSubscriptions). Tables already in

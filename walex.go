@@ -326,6 +326,7 @@ func (c *Client) session(parent context.Context) error {
 		Temporary:      !cfg.DurableSlot,
 		Publication:    cfg.Publication,
 		StatusInterval: cfg.StatusInterval,
+		OriginNone:     cfg.SkipOriginChanges,
 		Logger:         cfg.Logger,
 	})
 	if err != nil {
@@ -344,6 +345,7 @@ func (c *Client) session(parent context.Context) error {
 		MaxBatchEvents: cfg.MaxBatchEvents,
 		MemoryBudget:   cfg.MemoryBudget,
 		SpillDir:       cfg.SpillDir,
+		SkipOrigins:    cfg.SkipOriginChanges,
 		Types:          types,
 		Logger:         cfg.Logger,
 		Skip: func(r *decoder.Relation) bool {

@@ -39,8 +39,11 @@ type Config struct {
 	// Publication is the publication to stream.
 	Publication string
 	// ProtoVersion forces a pgoutput protocol version; 0 picks the highest
-	// this package supports on the server (1 before PostgreSQL 14, 2 after).
+	// the server supports (see DefaultProtoVersion).
 	ProtoVersion int
+	// OriginNone asks the server (PostgreSQL 16+) to send only changes
+	// that did not come from another replication origin.
+	OriginNone bool
 	// NoStreaming turns off streaming of in-progress transactions (protocol
 	// version 2+).
 	NoStreaming bool
@@ -129,6 +132,22 @@ func ClassifyConnectError(err error) error {
 	return fmt.Errorf("replication: connect: %w", err)
 }
 
+// DefaultProtoVersion is the highest pgoutput protocol version a server
+// of the given major version supports: 1 before PostgreSQL 14, 2 (streaming
+// of in-progress transactions) on 14, 3 (two-phase, unused) on 15, 4
+// (parallel streaming; used here with streaming 'on') on 16 and later.
+func DefaultProtoVersion(serverMajor int) int {
+	switch {
+	case serverMajor >= 16:
+		return 4
+	case serverMajor == 15:
+		return 3
+	case serverMajor == 14:
+		return 2
+	}
+	return 1
+}
+
 // ServerVersion is the server's major version, e.g. 15.
 func (c *Conn) ServerVersion() int { return c.serverVersion }
 
@@ -179,10 +198,10 @@ func (c *Conn) setup(ctx context.Context) error {
 
 	c.protoVersion = c.cfg.ProtoVersion
 	if c.protoVersion == 0 {
-		c.protoVersion = 1
-		if c.serverVersion >= 14 {
-			c.protoVersion = 2
-		}
+		c.protoVersion = DefaultProtoVersion(c.serverVersion)
+	}
+	if max := DefaultProtoVersion(c.serverVersion); c.serverVersion > 0 && c.protoVersion > max {
+		return permanent("replication: pgoutput protocol version %d needs a newer server than PostgreSQL %d (at most %d)", c.protoVersion, c.serverVersion, max)
 	}
 	c.streaming = c.protoVersion >= 2 && !c.cfg.NoStreaming
 
@@ -261,6 +280,9 @@ func (c *Conn) startReplication(ctx context.Context) error {
 	}
 	if c.streaming {
 		opts = append(opts, "streaming 'on'")
+	}
+	if c.cfg.OriginNone && c.serverVersion >= 16 {
+		opts = append(opts, "origin 'none'")
 	}
 	sql := fmt.Sprintf("START_REPLICATION SLOT %s LOGICAL 0/0 (%s)", QuoteIdentifier(c.slot), strings.Join(opts, ", "))
 	c.conn.Frontend().Send(&pgproto3.Query{String: sql})

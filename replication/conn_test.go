@@ -27,3 +27,11 @@ func TestQuote(t *testing.T) {
 		t.Errorf("QuoteLiteral = %s, want %s", got, want)
 	}
 }
+
+func TestDefaultProtoVersion(t *testing.T) {
+	for major, want := range map[int]int{10: 1, 13: 1, 14: 2, 15: 3, 16: 4, 17: 4, 18: 4} {
+		if got := DefaultProtoVersion(major); got != want {
+			t.Errorf("DefaultProtoVersion(%d) = %d, want %d", major, got, want)
+		}
+	}
+}
