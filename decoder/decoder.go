@@ -116,6 +116,8 @@ type Decoder struct {
 	cur      *spool // spool of the current stream block
 	streams  map[uint32]*spool
 	memUsed  int64
+	scratch  scratch           // reused by the hot path's parsing
+	jsonKeys map[string]string // interned JSON object keys
 }
 
 type txState struct {
@@ -149,6 +151,7 @@ func New(opts Options) *Decoder {
 		typeNames: make(map[uint32]string),
 		typeInfos: make(map[uint32]TypeInfo),
 		streams:   make(map[uint32]*spool),
+		jsonKeys:  make(map[string]string),
 	}
 }
 
@@ -192,7 +195,7 @@ func (d *Decoder) Decode(data []byte, emit Emit) error {
 	if d.inStream && len(data) > 0 && isStreamedData(MessageType(data[0])) {
 		return d.spoolMessage(data)
 	}
-	m, err := Parse(data, d.inStream)
+	m, err := parse(data, d.inStream, &d.scratch)
 	if err != nil {
 		return err
 	}
@@ -377,7 +380,7 @@ func (d *Decoder) spoolMessage(data []byte) error {
 	}
 	subxid := uint32(data[1])<<24 | uint32(data[2])<<16 | uint32(data[3])<<8 | uint32(data[4])
 	// Validate now, so a malformed message is reported where it arrived.
-	if _, err := Parse(data, true); err != nil {
+	if _, err := parse(data, true, &d.scratch); err != nil {
 		return err
 	}
 	s := d.cur

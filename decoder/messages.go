@@ -245,10 +245,24 @@ func (m *TwoPhaseMessage) Type() MessageType { return m.Kind }
 // transaction ID. Values in the result alias data. Parse never panics: a
 // malformed message yields a *ParseError.
 func Parse(data []byte, inStream bool) (Message, error) {
+	return parse(data, inStream, nil)
+}
+
+// scratch holds messages and column slices that parse reuses, so that the
+// decoder's hot path does not allocate them per row. A message parsed into
+// scratch is valid until the next parse with the same scratch.
+type scratch struct {
+	ins      InsertMessage
+	upd      UpdateMessage
+	del      DeleteMessage
+	old, new []Column
+}
+
+func parse(data []byte, inStream bool, sc *scratch) (Message, error) {
 	if len(data) == 0 {
 		return nil, &ParseError{Reason: "empty message"}
 	}
-	r := &reader{buf: data, off: 1, kind: MessageType(data[0])}
+	r := &reader{buf: data, off: 1, kind: MessageType(data[0]), sc: sc}
 	var (
 		m   Message
 		err error
@@ -408,7 +422,8 @@ func parseType(r *reader, inStream bool) (m *TypeMessage, err error) {
 
 // parseTuple reads TupleData: Int16 column count, then per column a kind
 // byte and, for 't' and 'b', an Int32 length and the bytes.
-func parseTuple(r *reader, part string) ([]Column, error) {
+// parseTuple reads a tuple into buf's storage when it is large enough.
+func parseTuple(r *reader, part string, buf *[]Column) ([]Column, error) {
 	r.part = part
 	defer func() { r.part = "" }()
 	n, err := r.u16("column count")
@@ -418,7 +433,16 @@ func parseTuple(r *reader, part string) ([]Column, error) {
 	if err := r.need(int(n), "columns"); err != nil { // one byte per column at least
 		return nil, err
 	}
-	cols := make([]Column, n)
+	var cols []Column
+	if buf != nil && cap(*buf) >= int(n) {
+		cols = (*buf)[:n]
+		clear(cols)
+	} else {
+		cols = make([]Column, n)
+		if buf != nil {
+			*buf = cols
+		}
+	}
 	for i := range cols {
 		k, err := r.u8("column kind")
 		if err != nil {
@@ -447,7 +471,13 @@ func parseTuple(r *reader, part string) ([]Column, error) {
 }
 
 func parseInsert(r *reader, inStream bool) (m *InsertMessage, err error) {
-	m = &InsertMessage{}
+	var newBuf *[]Column
+	if r.sc != nil {
+		m, newBuf = &r.sc.ins, &r.sc.new
+		*m = InsertMessage{}
+	} else {
+		m = &InsertMessage{}
+	}
 	if m.XID, err = streamXID(r, inStream); err != nil {
 		return nil, err
 	}
@@ -462,14 +492,20 @@ func parseInsert(r *reader, inStream bool) (m *InsertMessage, err error) {
 		r.off--
 		return nil, r.fail("tuple kind", fmt.Sprintf("want 'N', got 0x%02x", k))
 	}
-	if m.New, err = parseTuple(r, "new tuple"); err != nil {
+	if m.New, err = parseTuple(r, "new tuple", newBuf); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
 func parseUpdate(r *reader, inStream bool) (m *UpdateMessage, err error) {
-	m = &UpdateMessage{}
+	var oldBuf, newBuf *[]Column
+	if r.sc != nil {
+		m, oldBuf, newBuf = &r.sc.upd, &r.sc.old, &r.sc.new
+		*m = UpdateMessage{}
+	} else {
+		m = &UpdateMessage{}
+	}
 	if m.XID, err = streamXID(r, inStream); err != nil {
 		return nil, err
 	}
@@ -482,7 +518,7 @@ func parseUpdate(r *reader, inStream bool) (m *UpdateMessage, err error) {
 	}
 	if k == 'K' || k == 'O' {
 		m.OldKind = k
-		if m.Old, err = parseTuple(r, "old tuple"); err != nil {
+		if m.Old, err = parseTuple(r, "old tuple", oldBuf); err != nil {
 			return nil, err
 		}
 		if k, err = r.u8("tuple kind"); err != nil {
@@ -493,14 +529,20 @@ func parseUpdate(r *reader, inStream bool) (m *UpdateMessage, err error) {
 		r.off--
 		return nil, r.fail("tuple kind", fmt.Sprintf("want 'K', 'O' or 'N', got 0x%02x", k))
 	}
-	if m.New, err = parseTuple(r, "new tuple"); err != nil {
+	if m.New, err = parseTuple(r, "new tuple", newBuf); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
 func parseDelete(r *reader, inStream bool) (m *DeleteMessage, err error) {
-	m = &DeleteMessage{}
+	var oldBuf *[]Column
+	if r.sc != nil {
+		m, oldBuf = &r.sc.del, &r.sc.old
+		*m = DeleteMessage{}
+	} else {
+		m = &DeleteMessage{}
+	}
 	if m.XID, err = streamXID(r, inStream); err != nil {
 		return nil, err
 	}
@@ -514,7 +556,7 @@ func parseDelete(r *reader, inStream bool) (m *DeleteMessage, err error) {
 		r.off--
 		return nil, r.fail("tuple kind", fmt.Sprintf("want 'K' or 'O', got 0x%02x", m.OldKind))
 	}
-	if m.Old, err = parseTuple(r, "old tuple"); err != nil {
+	if m.Old, err = parseTuple(r, "old tuple", oldBuf); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -18,7 +18,8 @@ type reader struct {
 	buf  []byte
 	off  int
 	kind MessageType
-	part string // the part being read ("old tuple"), prefixed to field names in errors
+	part string   // the part being read ("old tuple"), prefixed to field names in errors
+	sc   *scratch // reusable messages, or nil
 }
 
 func (r *reader) fail(field, what string) error {

@@ -34,6 +34,7 @@ type columnCodec struct {
 	name string
 	oid  uint32       // the OID pgx would see in a RowDescription (base type for domains)
 	typ  *pgtype.Type // nil: pgx does not know the type; text form is kept
+	fast valueFunc    // optional faster path for the text form, same result
 }
 
 // TypeInfo is what a TypeResolver knows about a type OID.
@@ -74,6 +75,7 @@ func (d *Decoder) buildRelation(m *RelationMessage) (*Relation, error) {
 		cc := columnCodec{name: c.Name, oid: info.BaseOID}
 		if t, ok := d.typeMap.TypeForOID(info.BaseOID); ok {
 			cc.typ = t
+			cc.fast = fastText(d.typeMap, info.BaseOID, t, d.jsonKeys)
 		}
 		rel.codecs[i] = cc
 	}
@@ -143,6 +145,9 @@ func (d *Decoder) decodeValue(cc *columnCodec, c Column) (any, error) {
 	case ColUnchanged:
 		return Unchanged, nil
 	case ColText:
+		if cc.fast != nil {
+			return cc.fast(c.Data)
+		}
 		if cc.typ == nil {
 			return string(c.Data), nil
 		}
@@ -311,6 +316,9 @@ func installTextCodecs(m *pgtype.Map) {
 //
 // NaN and ±Infinity decode alike in both forms.
 func decodeNumericText(inner pgtype.Codec, m *pgtype.Map, oid uint32, src []byte) (any, error) {
+	if v, ok := parseSmallNumeric(src); ok {
+		return v, nil
+	}
 	v, err := inner.DecodeValue(m, oid, pgtype.TextFormatCode, src)
 	if err != nil {
 		return nil, err
@@ -339,6 +347,62 @@ func decodeNumericText(inner pgtype.Codec, m *pgtype.Map, oid uint32, src []byte
 }
 
 var big10 = big.NewInt(10)
+
+// parseSmallNumeric is the fast path of decodeNumericText for finite
+// values whose digits fit in a uint64 (up to 19 digits), with the same
+// result: zero is Int 0, Exp 0; with a fractional part, Int holds every
+// digit and Exp is minus the scale; without one, trailing zeros move into
+// Exp. It reports false for anything else (NaN, infinities, long values),
+// which takes the general path.
+func parseSmallNumeric(src []byte) (pgtype.Numeric, bool) {
+	i, neg := 0, false
+	if len(src) > 0 && src[0] == '-' {
+		i, neg = 1, true
+	}
+	if i >= len(src) {
+		return pgtype.Numeric{}, false
+	}
+	var u uint64
+	scale, digits := -1, 0
+	for ; i < len(src); i++ {
+		c := src[i]
+		if c == '.' {
+			if scale >= 0 {
+				return pgtype.Numeric{}, false
+			}
+			scale = 0
+			continue
+		}
+		if c < '0' || c > '9' || digits == 19 {
+			return pgtype.Numeric{}, false
+		}
+		u = u*10 + uint64(c-'0')
+		digits++
+		if scale >= 0 {
+			scale++
+		}
+	}
+	if digits == 0 {
+		return pgtype.Numeric{}, false
+	}
+	if u == 0 {
+		return pgtype.Numeric{Int: big.NewInt(0), Valid: true}, true
+	}
+	var exp int32
+	if scale > 0 {
+		exp = int32(-scale)
+	} else {
+		for u%10 == 0 {
+			u /= 10
+			exp++
+		}
+	}
+	n := new(big.Int).SetUint64(u)
+	if neg {
+		n.Neg(n)
+	}
+	return pgtype.Numeric{Int: n, Exp: exp, Valid: true}, true
+}
 
 // decodeIntervalText decodes interval text like pgx decodes the binary
 // form. The only difference is infinity (PostgreSQL 17 and later): Postgres

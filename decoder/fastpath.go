@@ -1,0 +1,80 @@
+package decoder
+
+import (
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// valueFunc decodes one non-NULL text value.
+type valueFunc func(src []byte) (any, error)
+
+// fastText returns a decoder for the text form of the most common scalar
+// types that gives exactly what the type's Codec.DecodeValue gives, but
+// plans the scan once per column instead of once per value (pgx's
+// DecodeValue calls PlanScan, which allocates, every time). It returns nil
+// for other types, which then go through DecodeValue.
+func fastText(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]string) valueFunc {
+	switch oid {
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID:
+		if _, ok := t.Codec.(pgtype.TextCodec); ok {
+			return func(src []byte) (any, error) { return string(src), nil }
+		}
+	case pgtype.JSONOID, pgtype.JSONBOID:
+		return func(src []byte) (any, error) {
+			if v, ok := parseJSON(src, jsonKeys); ok {
+				return v, nil
+			}
+			return t.Codec.DecodeValue(m, oid, pgtype.TextFormatCode, src)
+		}
+	case pgtype.Int2OID:
+		return planned(m, oid, t.Codec, func(v int16) any { return v })
+	case pgtype.Int4OID:
+		return planned(m, oid, t.Codec, func(v int32) any { return v })
+	case pgtype.Int8OID:
+		return planned(m, oid, t.Codec, func(v int64) any { return v })
+	case pgtype.Float4OID:
+		return planned(m, oid, t.Codec, func(v float32) any { return v })
+	case pgtype.Float8OID:
+		return planned(m, oid, t.Codec, func(v float64) any { return v })
+	case pgtype.BoolOID:
+		return planned(m, oid, t.Codec, func(v bool) any { return v })
+	case pgtype.TimestamptzOID:
+		return planned(m, oid, t.Codec, func(v pgtype.Timestamptz) any {
+			if v.InfinityModifier != pgtype.Finite {
+				return v.InfinityModifier
+			}
+			return v.Time
+		})
+	case pgtype.TimestampOID:
+		return planned(m, oid, t.Codec, func(v pgtype.Timestamp) any {
+			if v.InfinityModifier != pgtype.Finite {
+				return v.InfinityModifier
+			}
+			return v.Time
+		})
+	case pgtype.DateOID:
+		return planned(m, oid, t.Codec, func(v pgtype.Date) any {
+			if v.InfinityModifier != pgtype.Finite {
+				return v.InfinityModifier
+			}
+			return v.Time
+		})
+	}
+	return nil
+}
+
+// planned plans a text scan into a T once and returns a decoder that
+// reuses the plan. The plan is used by the decoder's goroutine only.
+func planned[T any](m *pgtype.Map, oid uint32, codec pgtype.Codec, conv func(T) any) valueFunc {
+	var probe T
+	plan := codec.PlanScan(m, oid, pgtype.TextFormatCode, &probe)
+	if plan == nil {
+		return nil
+	}
+	return func(src []byte) (any, error) {
+		var v T
+		if err := plan.Scan(src, &v); err != nil {
+			return nil, err
+		}
+		return conv(v), nil
+	}
+}
