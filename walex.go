@@ -61,27 +61,32 @@ func (c *Client) config() *validated {
 // It panics if h is nil or the table name is invalid.
 func (c *Client) OnInsert(table string, h Handler, opts ...Option) {
 	c.reg.add("OnInsert", table, []EventType{Insert}, h, opts)
+	c.checkLate(table)
 }
 
 // OnUpdate registers h for the updates of table.
 func (c *Client) OnUpdate(table string, h Handler, opts ...Option) {
 	c.reg.add("OnUpdate", table, []EventType{Update}, h, opts)
+	c.checkLate(table)
 }
 
 // OnDelete registers h for the deletes of table.
 func (c *Client) OnDelete(table string, h Handler, opts ...Option) {
 	c.reg.add("OnDelete", table, []EventType{Delete}, h, opts)
+	c.checkLate(table)
 }
 
 // OnTruncate registers h for truncations of table.
 func (c *Client) OnTruncate(table string, h Handler, opts ...Option) {
 	c.reg.add("OnTruncate", table, []EventType{Truncate}, h, opts)
+	c.checkLate(table)
 }
 
 // OnEvent registers h for every event of table, or, with AllTables, for
 // all events of every transaction (once per transaction).
 func (c *Client) OnEvent(table string, h Handler, opts ...Option) {
 	c.reg.add("OnEvent", table, nil, h, opts)
+	c.checkLate(table)
 }
 
 // Use adds middleware around every handler call, outermost first. The
@@ -287,6 +292,18 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// checkLate warns about a handler registered while Run runs for a table
+// outside the subscriptions (at start-up, Run returns ErrNotSubscribed).
+func (c *Client) checkLate(table string) {
+	if table == AllTables || !c.running.Load() {
+		return
+	}
+	if t, err := parseTableName(table); err == nil && !(*c.subs.Load())[t] {
+		c.log.Warn("walex handler registered for a table that is not subscribed: it will not be called until the table is added with AddSubscriptions",
+			"table", t.String())
+	}
+}
+
 // checkRegistrations reports handlers for tables outside the subscriptions.
 func (c *Client) checkRegistrations() error {
 	regs, _ := c.reg.snapshot()
@@ -427,7 +444,9 @@ func (c *Client) session(parent context.Context) error {
 	cancel(streamErr)
 	wg.Wait()
 	if err := conn.Finish(); err != nil {
-		c.log.Warn("walex could not send the final acknowledgement", "slot", conn.Slot(), "err", err)
+		// Expected after the connection broke; the slot keeps the last
+		// acknowledged position the server received.
+		c.log.Debug("walex could not send the final acknowledgement", "slot", conn.Slot(), "err", err)
 	} else {
 		c.log.Info("walex acknowledged", "slot", conn.Slot(), "flush_lsn", conn.Acked().String())
 	}
