@@ -2,9 +2,8 @@
 GO        ?= go
 PG_VERSIONS ?= 14 15 16 17 18
 FUZZTIME  ?= 30s
-BENCHTIME ?= 1x
 
-.PHONY: all demo test vet test-matrix bench fuzz
+.PHONY: all demo test vet test-matrix bench bench-quick fuzz
 
 all: test
 
@@ -26,9 +25,17 @@ test-matrix:
 		WALEX_PG_VERSION=$$v $(GO) test -count=1 -timeout 15m ./... ; \
 	done
 
-## bench: benchmarks (decoder over recorded streams; end-to-end against a throwaway PostgreSQL)
+## bench: walex against a raw pglogrepl reader on workloads W1-W3 and commit->handler
+##        latency (internal/cmd/walexbench, throwaway PostgreSQL; see BENCHMARKS.md),
+##        then the decoder's Go benchmarks on one core. Extra flags: BENCHFLAGS='-runs 5'
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	$(GO) run ./internal/cmd/walexbench $(BENCHFLAGS)
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./decoder/
+
+## bench-quick: a smoke run of the same, 5% of the rows, one run per reader
+bench-quick:
+	$(GO) run ./internal/cmd/walexbench -scale 0.05 -runs 1 $(BENCHFLAGS)
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -benchtime 0.2s ./decoder/
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
