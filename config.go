@@ -89,8 +89,10 @@ type Config struct {
 	// transaction is delivered in several calls, in order, and acknowledged
 	// after the last. Default 10,000.
 	MaxBatchEvents int
-	// MemoryBudget caps the bytes held for streamed in-progress transactions;
-	// past it they spill to a temp file in SpillDir. Default 64 MiB.
+	// MemoryBudget caps the bytes held for streamed in-progress
+	// transactions; past it they spill to a temp file in SpillDir. Default
+	// 16 MiB, which with the batches in flight keeps a client streaming a
+	// transaction of any size well under 100 MB.
 	MemoryBudget int64
 	// SpillDir is the directory for spill files. Default os.TempDir().
 	SpillDir string

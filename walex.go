@@ -371,7 +371,7 @@ func (c *Client) session(parent context.Context) error {
 	})
 	defer dec.Close()
 
-	batches := make(chan *decoder.Batch, 2) // bounded: the back-pressure between reader and handlers
+	batches := make(chan *decoder.Batch, 1) // bounded: the back-pressure between reader and handlers
 	var acked atomic.Uint64                 // end LSN of the last dispatched transaction
 	var enqueued LSN                        // end LSN of the last enqueued transaction (reader goroutine)
 	var wg sync.WaitGroup
@@ -385,8 +385,13 @@ func (c *Client) session(parent context.Context) error {
 				return
 			case b := <-batches:
 				if err := c.dispatch(ctx, cfg, b); err != nil {
-					dispatchErr = err
-					cancel(err)
+					// A handler cut short by the end of the session has
+					// no error of its own: the session's cause stands.
+					var he *HandlerError
+					if ctx.Err() == nil || errors.As(err, &he) {
+						dispatchErr = err
+						cancel(err)
+					}
 					return
 				}
 				if b.Final {
@@ -408,7 +413,11 @@ func (c *Client) session(parent context.Context) error {
 		}()
 	}
 
-	keepalive := time.NewTicker(time.Second)
+	// While emit waits for the dispatcher, this ticker keeps the status
+	// updates going; Conn.KeepAlive sends only when one is due, so tick
+	// often enough for a status interval cut to a third of a short
+	// wal_sender_timeout.
+	keepalive := time.NewTicker(100 * time.Millisecond)
 	defer keepalive.Stop()
 	emit := func(b *decoder.Batch) error {
 		for {

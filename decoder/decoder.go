@@ -84,7 +84,7 @@ type Options struct {
 	// transaction is emitted in several chunks. Default 10,000.
 	MaxBatchEvents int
 	// MemoryBudget caps the bytes of streamed in-progress transactions held
-	// in memory; past it they spill to a temp file in SpillDir. Default 64 MiB.
+	// in memory; past it they spill to a temp file in SpillDir. Default 16 MiB.
 	MemoryBudget int64
 	// SpillDir is where spill files go. Default os.TempDir().
 	SpillDir string
@@ -134,7 +134,7 @@ func New(opts Options) *Decoder {
 		opts.MaxBatchEvents = 10000
 	}
 	if opts.MemoryBudget <= 0 {
-		opts.MemoryBudget = 64 << 20
+		opts.MemoryBudget = 16 << 20
 	}
 	if opts.SpillDir == "" {
 		opts.SpillDir = os.TempDir()

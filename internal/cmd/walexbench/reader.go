@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +61,14 @@ func readerMain(args []string) {
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up after this long")
 	_ = fs.Parse(args)
 
+	// WALEXBENCH_CPUPROFILE=dir writes a CPU profile of each reader
+	// process to dir/<kind>-<pid>.pprof, for looking into where time goes.
+	if dir := os.Getenv("WALEXBENCH_CPUPROFILE"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", *kind, os.Getpid())))
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	r := &reader{kind: *kind, url: *url, slot: *slot, pub: *pub, table: *table, recordIDs: *recordIDs, done: make(chan struct{})}
