@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/walex-go/walex"
+	"github.com/walex-go/walex/internal/pgtest"
 )
 
 func durable(cfg *walex.Config) { cfg.DurableSlot = true }
@@ -171,3 +172,50 @@ func currentWAL(tb testing.TB, url string) walex.LSN {
 }
 
 func fmtSscanf(s string, hi, lo *uint32) (int, error) { return fmt.Sscanf(s, "%X/%X", hi, lo) }
+
+// TestInvalidatedSlot: a durable slot whose WAL the server removed
+// (max_slot_wal_keep_size exceeded) gives ErrSlotInvalidated at once.
+func TestInvalidatedSlot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	srv, err := pgtest.Start(ctx, pgtest.Options{Settings: map[string]string{"max_slot_wal_keep_size": "1MB", "wal_keep_size": "0", "min_wal_size": "32MB", "max_wal_size": "32MB"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	if srv.Version < 13 {
+		t.Skipf("PostgreSQL %d has no max_slot_wal_keep_size", srv.Version)
+	}
+	url := srv.URL("postgres")
+	if err := srv.Exec(ctx, "postgres", `CREATE TABLE t (id int PRIMARY KEY, pad text); CREATE PUBLICATION events FOR TABLE t`); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, url, "lost", []string{"t"}, durable)
+	r := newRecorder()
+	c.OnInsert("t", r.handler("c"))
+	stop := running(t, c)
+	waitStreaming(t, url, "lost_walex")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Write far more WAL than the slot may keep, switching segments, and
+	// checkpoint until the server gives the slot up.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		row := queryRow(t, url, `SELECT coalesce(wal_status, '') AS s FROM pg_replication_slots WHERE slot_name = 'lost_walex'`)
+		if row["s"] == "lost" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot not invalidated; wal_status %v", row["s"])
+		}
+		if err := srv.Exec(ctx, "postgres", `INSERT INTO t SELECT g, repeat('x', 2000) FROM generate_series(1, 3000) g ON CONFLICT (id) DO UPDATE SET pad = excluded.pad || 'y'; SELECT pg_switch_wal(); CHECKPOINT`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	err = c.Run(ctx)
+	if !errors.Is(err, walex.ErrSlotInvalidated) || !walex.IsPermanent(err) || time.Since(start) > 10*time.Second {
+		t.Fatalf("Run() = %v after %v, want ErrSlotInvalidated at once", err, time.Since(start))
+	}
+}
