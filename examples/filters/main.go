@@ -7,61 +7,64 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"sort"
-	"time"
+	"slices"
+	"sync"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/walex-go/walex"
 	"github.com/walex-go/walex/internal/demo"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "filters:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	url, stopServer, err := demo.Database(ctx)
-	if err != nil {
-		return err
-	}
-	defer stopServer()
-	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer db.Close(context.Background())
-	if err := demo.Exec(ctx, db,
+// setup creates the example's table and publication; teardown drops them.
+var (
+	setup = []string{
 		`DROP PUBLICATION IF EXISTS walex_filters`,
 		`DROP TABLE IF EXISTS walex_filters_users`,
 		`CREATE TABLE walex_filters_users (id int PRIMARY KEY, email text, event_subscribe bool, login_count int, updated_at timestamptz DEFAULT now())`,
 		`ALTER TABLE walex_filters_users REPLICA IDENTITY FULL`,
 		`CREATE PUBLICATION walex_filters FOR TABLE walex_filters_users`,
-	); err != nil {
-		return err
 	}
-	defer demo.Exec(context.Background(), db, `DROP PUBLICATION IF EXISTS walex_filters`, `DROP TABLE IF EXISTS walex_filters_users`)
+	teardown = []string{
+		`DROP PUBLICATION IF EXISTS walex_filters`,
+		`DROP TABLE IF EXISTS walex_filters_users`,
+	}
+)
 
+func main() {
+	demo.Main("filters", setup, teardown, run)
+}
+
+func run(ctx context.Context, env demo.Env) error {
 	client, err := walex.New(walex.Config{
-		URL: url, Name: "filters", Publication: "walex_filters", Subscriptions: []string{"walex_filters_users"},
+		URL: env.URL, Name: "filters", Publication: "walex_filters", Subscriptions: []string{"walex_filters_users"},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		return err
 	}
-	got := make(chan walex.Event, 100)
+	const want = 3 // events that pass the filters below
+	var mu sync.Mutex
+	seen := 0
+	done := make(chan struct{})
 	client.OnEvent("walex_filters_users", func(ctx context.Context, events []walex.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, e := range events {
-			got <- e
+			rec := e.NewRecord
+			if rec == nil {
+				rec = e.OldRecord
+			}
+			var cols []string
+			for c := range e.Changes {
+				cols = append(cols, c)
+			}
+			slices.Sort(cols)
+			fmt.Printf("event %s: %s id=%v changes=%v\n", e.ID(), e.Type, rec["id"], cols)
+			if seen++; seen == want {
+				close(done)
+			}
 		}
 		return nil
 	}, walex.WithFilters(walex.Filters{
@@ -69,11 +72,8 @@ func run() error {
 		UnwatchedFields:  []string{"login_count", "updated_at"},
 	}))
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	runErr := make(chan error, 1)
-	go func() { runErr <- client.Run(runCtx) }()
-	if err := demo.WaitForSlot(ctx, db, "filters_walex", runErr); err != nil {
+	running, err := demo.Start(ctx, env, client, "filters_walex")
+	if err != nil {
 		return err
 	}
 	changes := []struct{ sql, expect string }{
@@ -85,32 +85,12 @@ func run() error {
 	}
 	for _, ch := range changes {
 		fmt.Printf(">>> %s\n    (%s)\n", ch.sql, ch.expect)
-		if _, err := db.Exec(ctx, ch.sql); err != nil {
+		if err := demo.Exec(ctx, env.DB, ch.sql); err != nil {
 			return err
 		}
 	}
-	for i := 0; i < 3; i++ {
-		select {
-		case e := <-got:
-			var cols []string
-			for c := range e.Changes {
-				cols = append(cols, c)
-			}
-			sort.Strings(cols)
-			fmt.Printf("event %s: %s id=%v changes=%v\n", e.ID(), e.Type, pick(e)["id"], cols)
-		case err := <-runErr:
-			return fmt.Errorf("walex stopped: %w", err)
-		case <-time.After(30 * time.Second):
-			return errors.New("timed out waiting for events")
-		}
+	if err := running.Wait(ctx, done); err != nil {
+		return err
 	}
-	cancel()
-	return <-runErr
-}
-
-func pick(e walex.Event) map[string]any {
-	if e.NewRecord != nil {
-		return e.NewRecord
-	}
-	return e.OldRecord
+	return running.Stop()
 }

@@ -11,47 +11,34 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/walex-go/walex"
 	"github.com/walex-go/walex/internal/demo"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "functions:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	url, stopServer, err := demo.Database(ctx)
-	if err != nil {
-		return err
-	}
-	defer stopServer()
-	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer db.Close(context.Background())
-	if err := demo.Exec(ctx, db,
+// setup creates the example's table and publication; teardown drops them.
+var (
+	setup = []string{
 		`DROP PUBLICATION IF EXISTS walex_functions`,
 		`DROP TABLE IF EXISTS walex_functions_users`,
 		`CREATE TABLE walex_functions_users (id int PRIMARY KEY, email text)`,
 		`CREATE PUBLICATION walex_functions FOR TABLE walex_functions_users`,
-	); err != nil {
-		return err
 	}
-	defer demo.Exec(context.Background(), db, `DROP PUBLICATION IF EXISTS walex_functions`, `DROP TABLE IF EXISTS walex_functions_users`)
+	teardown = []string{
+		`DROP PUBLICATION IF EXISTS walex_functions`,
+		`DROP TABLE IF EXISTS walex_functions_users`,
+	}
+)
 
+func main() {
+	demo.Main("functions", setup, teardown, run)
+}
+
+func run(ctx context.Context, env demo.Env) error {
 	client, err := walex.New(walex.Config{
-		URL: url, Name: "functions", Publication: "walex_functions", Subscriptions: []string{"walex_functions_users"},
+		URL: env.URL, Name: "functions", Publication: "walex_functions", Subscriptions: []string{"walex_functions_users"},
 		RetryPolicy: walex.RetryPolicy{MaxAttempts: 5, InitialDelay: 100 * time.Millisecond},
 		Logger:      slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -62,8 +49,6 @@ func run() error {
 	var mu sync.Mutex
 	sent := map[string]bool{} // idempotency: event IDs already e-mailed
 	crmFailures := 1          // the CRM is down for the first call
-	done := make(chan struct{})
-	var finish sync.Once
 	sendWelcomeEmail := func(ctx context.Context, e walex.Event) error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -88,6 +73,10 @@ func run() error {
 		fmt.Printf("handler: %d new users\n", len(events))
 		return nil
 	}, walex.WithFunctions(sendWelcomeEmail, addToCRM), walex.WithConcurrency(1))
+
+	// Middleware sees the outcome of every call, functions included.
+	done := make(chan struct{})
+	var finish sync.Once
 	client.Use(func(next walex.Handler) walex.Handler {
 		return func(ctx context.Context, events []walex.Event) error {
 			err := next(ctx, events)
@@ -98,23 +87,15 @@ func run() error {
 		}
 	})
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	runErr := make(chan error, 1)
-	go func() { runErr <- client.Run(runCtx) }()
-	if err := demo.WaitForSlot(ctx, db, "functions_walex", runErr); err != nil {
+	running, err := demo.Start(ctx, env, client, "functions_walex")
+	if err != nil {
 		return err
 	}
-	if _, err := db.Exec(ctx, `INSERT INTO walex_functions_users VALUES (1, 'ada@example.com')`); err != nil {
+	if err := demo.Exec(ctx, env.DB, `INSERT INTO walex_functions_users VALUES (1, 'ada@example.com')`); err != nil {
 		return err
 	}
-	select {
-	case <-done:
-	case err := <-runErr:
-		return fmt.Errorf("walex stopped: %w", err)
-	case <-time.After(30 * time.Second):
-		return errors.New("timed out")
+	if err := running.Wait(ctx, done); err != nil {
+		return err
 	}
-	cancel()
-	return <-runErr
+	return running.Stop()
 }

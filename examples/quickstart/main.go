@@ -14,65 +14,45 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sync"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/walex-go/walex"
 	"github.com/walex-go/walex/internal/demo"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "quickstart:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-
-	url, stopServer, err := demo.Database(ctx)
-	if err != nil {
-		return err
-	}
-	defer stopServer()
-
-	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer db.Close(context.Background())
-	err = demo.Exec(ctx, db,
+// setup creates the example's table and publication; teardown drops them.
+var (
+	setup = []string{
 		`DROP PUBLICATION IF EXISTS walex_quickstart`,
 		`DROP TABLE IF EXISTS walex_quickstart_users`,
 		`CREATE TABLE walex_quickstart_users (
-			id bigserial PRIMARY KEY,
-			name text NOT NULL,
-			email text,
-			balance numeric(12,2) DEFAULT 0,
-			tags text[],
-			profile jsonb,
-			updated_at timestamptz DEFAULT now())`,
+		id bigserial PRIMARY KEY,
+		name text NOT NULL,
+		email text,
+		balance numeric(12,2) DEFAULT 0,
+		tags text[],
+		profile jsonb,
+		updated_at timestamptz DEFAULT now())`,
 		// FULL: updates and deletes carry the whole old row.
 		`ALTER TABLE walex_quickstart_users REPLICA IDENTITY FULL`,
-		`CREATE PUBLICATION walex_quickstart FOR TABLE walex_quickstart_users`)
-	if err != nil {
-		return err
+		`CREATE PUBLICATION walex_quickstart FOR TABLE walex_quickstart_users`,
 	}
-	defer func() {
-		_, _ = db.Exec(context.Background(), `DROP PUBLICATION IF EXISTS walex_quickstart`)
-		_, _ = db.Exec(context.Background(), `DROP TABLE IF EXISTS walex_quickstart_users`)
-	}()
+	teardown = []string{
+		`DROP PUBLICATION IF EXISTS walex_quickstart`,
+		`DROP TABLE IF EXISTS walex_quickstart_users`,
+	}
+)
 
+func main() {
+	demo.Main("quickstart", setup, teardown, run)
+}
+
+func run(ctx context.Context, env demo.Env) error {
 	client, err := walex.New(walex.Config{
-		URL:           url,
+		URL:           env.URL,
 		Name:          "quickstart",
 		Publication:   "walex_quickstart",
 		Subscriptions: []string{"walex_quickstart_users"},
@@ -106,17 +86,10 @@ func run() error {
 	client.OnUpdate("walex_quickstart_users", print)
 	client.OnDelete("walex_quickstart_users", print)
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	runErr := make(chan error, 1)
-	go func() { runErr <- client.Run(runCtx) }()
-
-	// The slot is temporary: changes made before it exists are not seen.
-	// Wait until walex is streaming.
-	if err := demo.WaitForSlot(ctx, db, "quickstart_walex", runErr); err != nil {
+	running, err := demo.Start(ctx, env, client, "quickstart_walex")
+	if err != nil {
 		return err
 	}
-
 	changes := []string{
 		`INSERT INTO walex_quickstart_users (name, email, tags, profile) VALUES ('Ada', 'ada@example.com', '{admin,early}', '{"lang": "en", "newsletter": true}')`,
 		`INSERT INTO walex_quickstart_users (name, email) VALUES ('Grace', 'grace@example.com')`,
@@ -125,22 +98,14 @@ func run() error {
 	}
 	for _, sql := range changes {
 		fmt.Println(">>>", sql)
-		if _, err := db.Exec(ctx, sql); err != nil {
+		if err := demo.Exec(ctx, env.DB, sql); err != nil {
 			return err
 		}
 	}
-
-	select {
-	case <-done:
-	case err := <-runErr:
-		return fmt.Errorf("walex stopped early: %w", err)
-	case <-time.After(30 * time.Second):
-		return errors.New("timed out waiting for events")
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := running.Wait(ctx, done); err != nil {
+		return err
 	}
-	cancel()
-	if err := <-runErr; err != nil {
+	if err := running.Stop(); err != nil {
 		return err
 	}
 	fmt.Printf("Done: printed %d events.\n", want)

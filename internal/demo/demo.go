@@ -1,6 +1,6 @@
 // Package demo holds what the example programs share: a database to run
-// against (DATABASE_URL, or a throwaway server from internal/pgtest) and
-// waiting until a walex client streams.
+// against (DATABASE_URL, or a throwaway server from internal/pgtest), the
+// example's schema, and a walex client running in the background.
 package demo
 
 import (
@@ -8,16 +8,54 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/walex-go/walex"
 	"github.com/walex-go/walex/internal/pgtest"
 )
 
-// Database returns the URL of the database to use: $DATABASE_URL when set,
-// else the "postgres" database of a throwaway server it starts. stop stops
-// that server (a no-op for DATABASE_URL).
-func Database(ctx context.Context) (url string, stop func(), err error) {
+// Env is what an example runs with.
+type Env struct {
+	URL string    // the database's URL
+	DB  *pgx.Conn // a connection to make changes with
+}
+
+// Main runs an example program named name: its context ends on Ctrl-C; the
+// database is $DATABASE_URL or the "postgres" database of a throwaway
+// server; setup runs before run, teardown after it (also on failure). An
+// error is printed and the program exits with status 1.
+func Main(name string, setup, teardown []string, run func(ctx context.Context, env Env) error) {
+	if err := mainErr(setup, teardown, run); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+func mainErr(setup, teardown []string, run func(ctx context.Context, env Env) error) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	url, stopServer, err := database(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopServer()
+	db, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer db.Close(context.Background())
+	defer func() { _ = Exec(context.Background(), db, teardown...) }()
+	if err := Exec(ctx, db, setup...); err != nil {
+		return err
+	}
+	return run(ctx, Env{URL: url, DB: db})
+}
+
+// database returns $DATABASE_URL, or starts a throwaway server; stop stops
+// it (a no-op for DATABASE_URL).
+func database(ctx context.Context) (url string, stop func(), err error) {
 	if url := os.Getenv("DATABASE_URL"); url != "" {
 		return url, func() {}, nil
 	}
@@ -40,24 +78,59 @@ func Exec(ctx context.Context, db *pgx.Conn, stmts ...string) error {
 	return nil
 }
 
-// WaitForSlot waits until a slot whose name starts with prefix streams, or
-// the client's Run ends (its error arrives on runErr).
-func WaitForSlot(ctx context.Context, db *pgx.Conn, prefix string, runErr <-chan error) error {
+// Running is a walex client running in the background.
+type Running struct {
+	cancel context.CancelFunc
+	runErr chan error
+}
+
+// Start runs c in the background and waits until its slot, whose name
+// starts with slotPrefix, streams: with a temporary slot, changes made
+// before that are not seen.
+func Start(ctx context.Context, env Env, c *walex.Client, slotPrefix string) (*Running, error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	r := &Running{cancel: cancel, runErr: make(chan error, 1)}
+	go func() { r.runErr <- c.Run(runCtx) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		var n int
-		err := db.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE $1 || '%' AND active`, prefix).Scan(&n)
+		err := env.DB.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE $1 || '%' AND active`, slotPrefix).Scan(&n)
 		if err != nil {
-			return err
+			cancel()
+			return nil, err
 		}
 		if n > 0 {
-			return nil
+			return r, nil
 		}
 		select {
-		case err := <-runErr:
-			return fmt.Errorf("walex stopped: %w", err)
+		case err := <-r.runErr:
+			cancel()
+			return nil, fmt.Errorf("walex stopped: %w", err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return errors.New("walex did not start streaming within 30s")
+	cancel()
+	return nil, errors.New("walex did not start streaming within 30s")
+}
+
+// Wait waits until done is closed; it fails if Run ends first, after 30 s,
+// or when ctx ends.
+func (r *Running) Wait(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case err := <-r.runErr:
+		r.runErr <- err
+		return fmt.Errorf("walex stopped early: %w", err)
+	case <-time.After(30 * time.Second):
+		return errors.New("timed out waiting for events")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stop ends Run and returns its result (nil after a clean shutdown).
+func (r *Running) Stop() error {
+	r.cancel()
+	return <-r.runErr
 }
