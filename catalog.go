@@ -30,7 +30,7 @@ func (c *Client) prepareTables(ctx context.Context, cfg *validated, cat *catalog
 		return fmt.Errorf("%w: %s in database %q; create it or remove it from Config.Subscriptions", ErrTableNotFound, joinTables(missing), cfg.conn.Database)
 	}
 	if cfg.CreatePublication {
-		if err := cat.ensurePublication(ctx, cfg.Publication, subs, c.log); err != nil {
+		if err := cat.ensurePublication(ctx, cfg.Publication, subs, c.logger()); err != nil {
 			return err
 		}
 	}
@@ -39,7 +39,7 @@ func (c *Client) prepareTables(ctx context.Context, cfg *validated, cat *catalog
 		return err
 	}
 	for _, t := range unpublished {
-		c.log.Warn("walex: subscribed table is not in the publication, so no events will come for it",
+		c.logger().Warn("walex: subscribed table is not in the publication, so no events will come for it",
 			"table", t.String(), "publication", cfg.Publication,
 			"fix", "ALTER PUBLICATION "+quoteIdent(cfg.Publication)+" ADD TABLE "+t.quoted()+" (or set Config.CreatePublication)")
 	}
@@ -204,11 +204,11 @@ func (c *Client) warnUnjudgedFilters(ctx context.Context, cat *catalog) {
 		}
 		ident, err := cat.replicaIdentity(ctx, r.table)
 		if err != nil {
-			c.log.Warn("walex could not read the replica identity of a table", "table", r.table.String(), "err", err)
+			c.logger().Warn("walex could not read the replica identity of a table", "table", r.table.String(), "err", err)
 			continue
 		}
 		if ident != "f" {
-			c.log.Warn("walex: UnwatchedFields cannot judge updates of this table, so they are all kept: Postgres sends no old values without REPLICA IDENTITY FULL",
+			c.logger().Warn("walex: UnwatchedFields cannot judge updates of this table, so they are all kept: Postgres sends no old values without REPLICA IDENTITY FULL",
 				"table", r.table.String(), "fix", "ALTER TABLE "+quoteIdent(r.table.Schema)+"."+quoteIdent(r.table.Table)+" REPLICA IDENTITY FULL")
 		}
 		c.warned[r.table] = true

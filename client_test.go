@@ -674,3 +674,18 @@ func TestSkipOriginChanges(t *testing.T) {
 		})
 	}
 }
+
+func TestRunTwice(t *testing.T) {
+	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t;`)
+	c := newClient(t, url, "twice", []string{"t"})
+	running(t, c)
+	waitStreaming(t, url, "twice_walex")
+	if err := c.Run(context.Background()); !errors.Is(err, walex.ErrAlreadyRunning) {
+		t.Fatalf("second Run() = %v, want ErrAlreadyRunning", err)
+	}
+	// Changing the logger while Run runs is safe (the race detector checks).
+	if err := c.UpdateConfig(func(cfg *walex.Config) { cfg.Logger = slog.New(slog.DiscardHandler) }); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, url, `INSERT INTO t VALUES (1)`)
+}

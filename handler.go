@@ -242,7 +242,7 @@ func (c *Client) dispatchCall(ctx context.Context, r *registration, mw []func(Ha
 			return &HandlerError{Table: table, Handler: r.String(), EventID: events[0].ID(), Attempts: attempt, Err: err}
 		}
 		d := policy.delay(attempt)
-		c.log.Warn("walex handler failed; retrying", "handler", r.String(), "table", table, "event_id", events[0].ID(), "attempt", attempt, "retry_in", d, "err", err)
+		c.logger().Warn("walex handler failed; retrying", "handler", r.String(), "table", table, "event_id", events[0].ID(), "attempt", attempt, "retry_in", d, "err", err)
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

@@ -28,7 +28,6 @@ type Client struct {
 	running atomic.Bool
 	conn    atomic.Pointer[replication.Conn] // the current or last connection, for Stats
 	warned  map[tableName]bool               // tables warned about in this Run (Run's goroutine only)
-	log     *slog.Logger
 	stats   stats
 }
 
@@ -38,7 +37,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: v, log: v.Logger}
+	c := &Client{cfg: v}
 	c.setSubs(v.subs)
 	return c, nil
 }
@@ -50,6 +49,9 @@ func (c *Client) setSubs(list []tableName) {
 	}
 	c.subs.Store(&m)
 }
+
+// logger is the configured logger (UpdateConfig may replace it).
+func (c *Client) logger() *slog.Logger { return c.config().Logger }
 
 func (c *Client) config() *validated {
 	c.mu.Lock()
@@ -111,7 +113,7 @@ func (c *Client) AddSubscriptions(tables ...string) error {
 	defer cancel()
 	cat := &catalog{cfg: cfg.conn}
 	defer cat.close()
-	return cat.ensurePublication(ctx, cfg.Publication, c.subscribed(), c.log)
+	return cat.ensurePublication(ctx, cfg.Publication, c.subscribed(), c.logger())
 }
 
 // RemoveSubscriptions unsubscribes from tables; it takes effect from the
@@ -188,7 +190,6 @@ func (c *Client) UpdateConfig(fn func(cfg *Config)) error {
 		return err
 	}
 	c.cfg = v
-	c.log = v.Logger
 	c.setSubs(v.subs)
 	return nil
 }
@@ -237,7 +238,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		c.stats.setErr(err)
 		if IsPermanent(err) {
-			c.log.Error("walex stopped", "err", err)
+			c.logger().Error("walex stopped", "err", err)
 			return err
 		}
 		var inUse *replication.SlotInUseError
@@ -251,7 +252,7 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			slotWaits++
 			d := min(time.Duration(slotWaits)*200*time.Millisecond, 5*time.Second)
-			c.log.Info("walex waiting for the replication slot held by another process", "slot", inUse.Slot, "active_pid", inUse.PID, "waited", time.Since(slotWaitStart).Round(time.Millisecond), "retry_in", d)
+			c.logger().Info("walex waiting for the replication slot held by another process", "slot", inUse.Slot, "active_pid", inUse.PID, "waited", time.Since(slotWaitStart).Round(time.Millisecond), "retry_in", d)
 			if !sleepCtx(ctx, d) {
 				return nil
 			}
@@ -273,7 +274,7 @@ func (c *Client) Run(ctx context.Context) error {
 			d = d/2 + rand.N(d/2+1) // jitter
 		}
 		c.stats.reconnects.Add(1)
-		c.log.Warn("walex reconnecting", "err", err, "attempt", failures, "in", d)
+		c.logger().Warn("walex reconnecting", "err", err, "attempt", failures, "in", d)
 		if !sleepCtx(ctx, d) {
 			return nil
 		}
@@ -299,7 +300,7 @@ func (c *Client) checkLate(table string) {
 		return
 	}
 	if t, err := parseTableName(table); err == nil && !(*c.subs.Load())[t] {
-		c.log.Warn("walex handler registered for a table that is not subscribed: it will not be called until the table is added with AddSubscriptions",
+		c.logger().Warn("walex handler registered for a table that is not subscribed: it will not be called until the table is added with AddSubscriptions",
 			"table", t.String())
 	}
 }
@@ -356,7 +357,7 @@ func (c *Client) session(parent context.Context) error {
 	c.conn.Store(conn)
 	c.stats.connected.Store(true)
 	defer c.stats.connected.Store(false)
-	c.log.Info("walex connected", "slot", conn.Slot(), "server_version", conn.ServerVersion(), "publication", cfg.Publication)
+	c.logger().Info("walex connected", "slot", conn.Slot(), "server_version", conn.ServerVersion(), "publication", cfg.Publication)
 
 	dec := decoder.New(decoder.Options{
 		MaxBatchEvents: cfg.MaxBatchEvents,
@@ -455,9 +456,9 @@ func (c *Client) session(parent context.Context) error {
 	if err := conn.Finish(); err != nil {
 		// Expected after the connection broke; the slot keeps the last
 		// acknowledged position the server received.
-		c.log.Debug("walex could not send the final acknowledgement", "slot", conn.Slot(), "err", err)
+		c.logger().Debug("walex could not send the final acknowledgement", "slot", conn.Slot(), "err", err)
 	} else {
-		c.log.Info("walex acknowledged", "slot", conn.Slot(), "flush_lsn", conn.Acked().String())
+		c.logger().Info("walex acknowledged", "slot", conn.Slot(), "flush_lsn", conn.Acked().String())
 	}
 	if dispatchErr != nil {
 		return dispatchErr
@@ -600,7 +601,7 @@ func (c *Client) heartbeat(ctx context.Context, cfg *validated) {
 		_, err := cat.query(qctx, `SELECT pg_logical_emit_message(false, 'walex_heartbeat', '')`)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			c.log.Warn("walex heartbeat failed", "err", err)
+			c.logger().Warn("walex heartbeat failed", "err", err)
 			cat.close()
 			cat.conn = nil
 		}
