@@ -227,6 +227,7 @@ func (t *catalog) replicaIdentity(ctx context.Context, tbl tableName) (string, e
 	return string(rows[0][0]), nil
 }
 
+// ResolveType implements decoder.TypeResolver with a catalog query.
 func (t *catalog) ResolveType(oid uint32) (decoder.TypeInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -148,6 +148,7 @@ type ConfigError struct {
 	Err    error
 }
 
+// Error implements the error interface.
 func (e *ConfigError) Error() string {
 	msg := "walex: invalid Config." + e.Field + ": " + e.Reason
 	if e.Err != nil {
@@ -156,6 +157,7 @@ func (e *ConfigError) Error() string {
 	return msg
 }
 
+// Unwrap returns the underlying error.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, ErrInvalidConfig) true.
@@ -384,6 +386,7 @@ func parseErrorReason(err error) string {
 // tableName is a schema-qualified table name.
 type tableName struct{ Schema, Table string }
 
+// String describes the value for logs.
 func (t tableName) String() string { return t.Schema + "." + t.Table }
 
 // parseTableName parses "table", "schema.table", or quoted parts

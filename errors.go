@@ -39,10 +39,12 @@ type HandlerError struct {
 	Err      error
 }
 
+// Error implements the error interface.
 func (e *HandlerError) Error() string {
 	return fmt.Sprintf("walex: handler %s for table %s failed on event %s after %d attempts: %v", e.Handler, e.Table, e.EventID, e.Attempts, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *HandlerError) Unwrap() error { return e.Err }
 
 // PanicError is a recovered panic of a handler or function.
@@ -51,6 +53,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error implements the error interface.
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
 // IsPermanent reports whether err is one that retrying cannot fix: Run

@@ -87,6 +87,7 @@ type registration struct {
 
 func (r *registration) wants(t EventType) bool { return r.types == nil || slices.Contains(r.types, t) }
 
+// String describes the value for logs.
 func (r *registration) String() string {
 	method := "OnEvent"
 	if len(r.types) == 1 {

@@ -473,7 +473,10 @@ func (c *Client) session(parent context.Context) error {
 // (as opposed to a decoding error).
 type emitError struct{ err error }
 
+// Error implements the error interface.
 func (e *emitError) Error() string { return e.err.Error() }
+
+// Unwrap returns the underlying error.
 func (e *emitError) Unwrap() error { return e.err }
 
 // dispatch calls the handlers for one batch.

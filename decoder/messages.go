@@ -59,6 +59,7 @@ type ParseError struct {
 	Reason string
 }
 
+// Error implements the error interface.
 func (e *ParseError) Error() string {
 	return fmt.Sprintf("decoder: malformed pgoutput %s message at offset %d (%s): %s", e.Type, e.Offset, e.Field, e.Reason)
 }
@@ -222,20 +223,47 @@ type TwoPhaseMessage struct {
 	GID    string
 }
 
-func (*BeginMessage) Type() MessageType        { return MsgBegin }
-func (*CommitMessage) Type() MessageType       { return MsgCommit }
-func (*OriginMessage) Type() MessageType       { return MsgOrigin }
-func (*RelationMessage) Type() MessageType     { return MsgRelation }
-func (*TypeMessage) Type() MessageType         { return MsgType }
-func (*InsertMessage) Type() MessageType       { return MsgInsert }
-func (*UpdateMessage) Type() MessageType       { return MsgUpdate }
-func (*DeleteMessage) Type() MessageType       { return MsgDelete }
-func (*TruncateMessage) Type() MessageType     { return MsgTruncate }
-func (*LogicalMessage) Type() MessageType      { return MsgMessage }
-func (*StreamStartMessage) Type() MessageType  { return MsgStreamStart }
-func (*StreamStopMessage) Type() MessageType   { return MsgStreamStop }
+// Type returns the message type.
+func (*BeginMessage) Type() MessageType { return MsgBegin }
+
+// Type returns the message type.
+func (*CommitMessage) Type() MessageType { return MsgCommit }
+
+// Type returns the message type.
+func (*OriginMessage) Type() MessageType { return MsgOrigin }
+
+// Type returns the message type.
+func (*RelationMessage) Type() MessageType { return MsgRelation }
+
+// Type returns the message type.
+func (*TypeMessage) Type() MessageType { return MsgType }
+
+// Type returns the message type.
+func (*InsertMessage) Type() MessageType { return MsgInsert }
+
+// Type returns the message type.
+func (*UpdateMessage) Type() MessageType { return MsgUpdate }
+
+// Type returns the message type.
+func (*DeleteMessage) Type() MessageType { return MsgDelete }
+
+// Type returns the message type.
+func (*TruncateMessage) Type() MessageType { return MsgTruncate }
+
+// Type returns the message type.
+func (*LogicalMessage) Type() MessageType { return MsgMessage }
+
+// Type returns the message type.
+func (*StreamStartMessage) Type() MessageType { return MsgStreamStart }
+
+// Type returns the message type.
+func (*StreamStopMessage) Type() MessageType { return MsgStreamStop }
+
+// Type returns the message type.
 func (*StreamCommitMessage) Type() MessageType { return MsgStreamCommit }
-func (*StreamAbortMessage) Type() MessageType  { return MsgStreamAbort }
+
+// Type returns the message type.
+func (*StreamAbortMessage) Type() MessageType { return MsgStreamAbort }
 
 // Type returns the concrete two-phase message type.
 func (m *TwoPhaseMessage) Type() MessageType { return m.Kind }

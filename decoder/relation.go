@@ -221,6 +221,7 @@ type binaryShapedScanPlan struct {
 	oid   uint32
 }
 
+// Scan implements pgtype.ScanPlan.
 func (p *binaryShapedScanPlan) Scan(src []byte, dst any) error {
 	v, err := p.codec.DecodeValue(p.m, p.oid, pgtype.TextFormatCode, src)
 	if err != nil {

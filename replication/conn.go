@@ -263,6 +263,7 @@ type SlotInUseError struct {
 	PID  string
 }
 
+// Error implements the error interface.
 func (e *SlotInUseError) Error() string {
 	return fmt.Sprintf("replication: slot %q is in use by backend pid %s", e.Slot, e.PID)
 }

@@ -26,7 +26,10 @@ type PermanentError struct {
 	Err error
 }
 
+// Error implements the error interface.
 func (e *PermanentError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 func permanent(format string, args ...any) error {
