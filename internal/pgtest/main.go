@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"sync"
@@ -21,6 +22,11 @@ var (
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m, pgtest.Options{}) }
 func Main(m *testing.M, opts Options) {
+	// Listing tests (go test -list, used by make fuzz) needs no server.
+	flag.Parse()
+	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // includes a first npm download
 	s, err := Start(ctx, opts)
 	cancel()
