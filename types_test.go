@@ -64,7 +64,12 @@ var typeCases = []typeCase{
 		"'hello'", "''", `E'multi\nline\ttab "quoted" \\ backslash'`, "'{braces},commas'", "'NULL'", "'😀'",
 	}},
 	{name: "name", typ: "name", samples: []string{"'pg_class'", "'a name with spaces'"}},
-	{name: `"char"`, typ: `"char"`, samples: []string{"'a'", "''", "'é'", `'"'`, "'\\'"}},
+	// A non-ASCII "char" (the first byte of 'é') prints as \303 from
+	// PostgreSQL 15 on; before, it prints as the raw byte, which is not
+	// UTF-8 on its own and which pgx's array text parser turns into U+FFFD,
+	// so a "char"[] holding one cannot be decoded there (walex stops with a
+	// decoding error rather than deliver a wrong value).
+	{name: `"char"`, typ: `"char"`, samples: []string{"'a'", "''", `'"'`, "'\\'"}, since: map[int][]string{15: {"'é'"}}},
 	{name: "bytea", typ: "bytea", samples: []string{`'\x00ff00'`, "''", `'\x0000'`, `'\x5c22'`}},
 	{name: "date", typ: "date", samples: []string{"'2024-02-29'", "'infinity'", "'-infinity'", "'0044-03-15 BC'", "'1999-12-31'"}},
 	{name: "time", typ: "time", samples: []string{"'00:00'", "'23:59:59.999999'", "'24:00:00'", "'12:34:56.5'"}},
