@@ -162,6 +162,27 @@ func decWaitStreamed(t *testing.T, url string, n int64) {
 	}
 }
 
+// decOpenStreamed inserts n rows into t (id, payload) in a transaction it
+// leaves open, and waits until the walsender has streamed part of it.
+func decOpenStreamed(t *testing.T, url string, n int) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, $1) g`, n); err != nil {
+		t.Fatal(err)
+	}
+	decWaitStreamed(t, url, 1)
+	return tx
+}
+
 // decStreamingDB is SQL that makes the walsender of the current database
 // stream any transaction that needs more than 64 kB of decoding memory.
 const decStreamingDB = `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET logical_decoding_work_mem = %L', current_database(), '64kB'); END $$;`
@@ -732,19 +753,7 @@ func TestStreamAborted(t *testing.T) {
 	// transaction: PostgreSQL 18 skips decoding transactions it already
 	// knows to be aborted, which would leave nothing to test.
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g`); err != nil {
-		t.Fatal(err)
-	}
-	decWaitStreamed(t, url, 1)
+	tx := decOpenStreamed(t, url, 20000)
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -857,20 +866,8 @@ func TestStreamInterleaved(t *testing.T) {
 		CREATE PUBLICATION events FOR TABLE t;`+decStreamingDB)
 	col := decStart(t, url, "events", []string{"t"}, nil)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 15000
-	if _, err := tx.Exec(ctx, `INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, $1) g`, n); err != nil {
-		t.Fatal(err)
-	}
-	decWaitStreamed(t, url, 1) // the open transaction is being streamed
+	tx := decOpenStreamed(t, url, n)
 	exec(t, url, `INSERT INTO t VALUES (-1, 'small')`)
 	evs := col.next(t)
 	if len(evs) != 1 || evs[0].NewRecord["id"] != int32(-1) {
