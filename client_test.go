@@ -639,7 +639,15 @@ func TestDatabaseOutputSettings(t *testing.T) {
 }
 
 func TestSkipOriginChanges(t *testing.T) {
-	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t; SELECT pg_replication_origin_create('upstream');`)
+	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t;`)
+	// Replication origins are cluster-wide: name it after the database and
+	// drop it afterwards.
+	origin := "upstream_" + url[strings.LastIndex(url, "/")+1:]
+	if i := strings.Index(origin, "?"); i >= 0 {
+		origin = origin[:i]
+	}
+	exec(t, url, `SELECT pg_replication_origin_create($1)`, origin)
+	t.Cleanup(func() { exec(t, url, `SELECT pg_replication_origin_drop($1)`, origin) })
 	for _, skip := range []bool{false, true} {
 		t.Run(fmt.Sprint("skip=", skip), func(t *testing.T) {
 			exec(t, url, `TRUNCATE t`)
@@ -657,7 +665,10 @@ func TestSkipOriginChanges(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close(ctx)
-			for _, sql := range []string{`SELECT pg_replication_origin_session_setup('upstream')`, `INSERT INTO t VALUES (1)`, `SELECT pg_replication_origin_session_reset()`, `INSERT INTO t VALUES (2)`} {
+			if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_session_setup($1)`, origin); err != nil {
+				t.Fatal(err)
+			}
+			for _, sql := range []string{`INSERT INTO t VALUES (1)`, `SELECT pg_replication_origin_session_reset()`, `INSERT INTO t VALUES (2)`} {
 				if _, err := conn.Exec(ctx, sql); err != nil {
 					t.Fatal(err)
 				}
