@@ -81,19 +81,7 @@ func (r *recorder) wait(tb testing.TB, n int) []string {
 
 func slotFlushLSN(tb testing.TB, url, prefix string) walex.LSN {
 	tb.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var s string
-	if err := conn.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name LIKE $1 || '%'`, prefix).Scan(&s); err != nil {
-		tb.Fatalf("slot %s*: %v", prefix, err)
-	}
-	var hi, lo uint32
-	fmt.Sscanf(s, "%X/%X", &hi, &lo)
-	return walex.LSN(uint64(hi)<<32 | uint64(lo))
+	return queryLSN(tb, url, `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name LIKE $1 || '%'`, prefix)
 }
 
 func TestAcknowledgeOnlyAfterHandlerReturns(t *testing.T) {

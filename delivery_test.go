@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -163,15 +162,8 @@ func TestHeartbeatAdvancesIdleSlot(t *testing.T) {
 
 func currentWAL(tb testing.TB, url string) walex.LSN {
 	tb.Helper()
-	row := queryRow(tb, url, `SELECT pg_current_wal_lsn()::text AS lsn`)
-	var hi, lo uint32
-	if _, err := fmtSscanf(row["lsn"].(string), &hi, &lo); err != nil {
-		tb.Fatal(err)
-	}
-	return walex.LSN(uint64(hi)<<32 | uint64(lo))
+	return queryLSN(tb, url, `SELECT pg_current_wal_lsn()::text AS lsn`)
 }
-
-func fmtSscanf(s string, hi, lo *uint32) (int, error) { return fmt.Sscanf(s, "%X/%X", hi, lo) }
 
 // TestInvalidatedSlot: a durable slot whose WAL the server removed
 // (max_slot_wal_keep_size exceeded) gives ErrSlotInvalidated at once.

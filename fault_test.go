@@ -435,6 +435,29 @@ func waitWalsender(ctx context.Context, conn *pgx.Conn, slot string, not int32, 
 	}
 }
 
+// awaitDelivered waits for the writer to finish and then for every row to
+// be delivered; onFail, when set, runs before the failure is reported.
+func awaitDelivered(t *testing.T, ctx context.Context, writerDone <-chan error, mon *pgx.Conn, slot string, total int, l *ledger, r *runner, onFail func()) {
+	t.Helper()
+	select {
+	case err := <-writerDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatalf("writer did not finish: %v", context.Cause(ctx))
+	}
+	if err := waitAll(ctx, mon, slot, total, l.distinct, r.done); err != nil {
+		if ok, rerr := r.exited(); ok {
+			t.Fatalf("Run returned %v; %v", rerr, err)
+		}
+		if onFail != nil {
+			onFail()
+		}
+		t.Fatal(err)
+	}
+}
+
 // waitAll waits, after the workload was written, until rows() reaches
 // total. Once the slot has confirmed the whole workload (confirmed_flush_lsn
 // at the WAL end) while rows are still missing, they are lost, and it
@@ -712,21 +735,9 @@ func TestFaultTerminateWalsender(t *testing.T) {
 		}
 		kill(i, held)
 	}
-	select {
-	case err := <-writerDone:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-ctx.Done():
-		t.Fatalf("writer did not finish: %v", context.Cause(ctx))
-	}
-	if err := waitAll(ctx, mon, slot, total, l.distinct, r.done); err != nil {
-		if ok, rerr := r.exited(); ok {
-			t.Fatalf("Run returned %v; %v", rerr, err)
-		}
+	awaitDelivered(t, ctx, writerDone, mon, slot, total, l, r, func() {
 		checkLedger(t, l.snapshot(), rowsPerTxn, total, marks) // for the details
-		t.Fatal(err)
-	}
+	})
 	// Everything is handled: the slot must get past the last transaction.
 	ds := l.snapshot()
 	var last walex.LSN
@@ -889,20 +900,7 @@ func TestFaultServerCrash(t *testing.T) {
 		}
 	}
 	defer mon.Close(context.Background())
-	select {
-	case err := <-writerDone:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-ctx.Done():
-		t.Fatalf("writer did not finish: %v", context.Cause(ctx))
-	}
-	if err := waitAll(ctx, mon, slot, total, l.distinct, r.done); err != nil {
-		if ok, rerr := r.exited(); ok {
-			t.Fatalf("Run returned %v; %v", rerr, err)
-		}
-		t.Fatal(err)
-	}
+	awaitDelivered(t, ctx, writerDone, mon, slot, total, l, r, nil)
 	var n int
 	if err := mon.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != total {
 		t.Fatalf("table holds %d rows (%v), want %d", n, err, total)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/walex-go/walex"
 	"github.com/walex-go/walex/internal/pgtest"
@@ -103,24 +104,21 @@ func running(tb testing.TB, c *walex.Client) (stop func() error) {
 // after it are delivered).
 func waitStreaming(tb testing.TB, url, slotPrefix string) {
 	tb.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
+	waitSlots(tb, url, slotPrefix, 1)
+}
+
+// queryLSN runs a query whose one row has an "lsn" column in text form.
+func queryLSN(tb testing.TB, url, sql string, args ...any) walex.LSN {
+	tb.Helper()
+	s, ok := queryRow(tb, url, sql, args...)["lsn"].(string)
+	if !ok {
+		tb.Fatalf("query %q: no lsn column", sql)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
 	if err != nil {
-		tb.Fatalf("connect: %v", err)
+		tb.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		var n int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE $1 || '%' AND active AND database = current_database()`, slotPrefix).Scan(&n); err != nil {
-			tb.Fatalf("query slots: %v", err)
-		}
-		if n > 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	tb.Fatalf("slot %s* did not become active", slotPrefix)
+	return lsn
 }
 
 func receive(tb testing.TB, ch <-chan []walex.Event, errc <-chan error) []walex.Event {

@@ -196,7 +196,7 @@ func (s *Server) initdb(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, initdb,
 		"-D", s.DataDir, "-U", superuser, "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync")
 	cmd.Dir = s.dir
-	cmd.Env = serverEnv()
+	cmd.Env = Environ()
 	s.as.apply(cmd)
 	setPdeathsig(cmd, syscall.SIGKILL)
 	var out strings.Builder
@@ -215,9 +215,10 @@ func (s *Server) initdb(ctx context.Context) error {
 	return nil
 }
 
-// serverEnv is the environment for initdb and postgres: the test's own,
-// minus libpq variables that could redirect them.
-func serverEnv() []string {
+// Environ is the environment for PostgreSQL programs started by tests
+// and tools (initdb, postgres, pgbench): this process's own, minus libpq
+// variables (PG*) that could redirect them.
+func Environ() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PG") {
@@ -265,7 +266,7 @@ func (s *Server) launch(ctx context.Context, port int) error {
 	args := append([]string{"-D", s.DataDir, "-p", strconv.Itoa(port)}, s.args...)
 	cmd := exec.Command(filepath.Join(s.BinDir, "postgres"), args...)
 	cmd.Dir = s.dir
-	cmd.Env = serverEnv()
+	cmd.Env = Environ()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	s.as.apply(cmd)
 	// Own process group, so that the whole server can be signalled at once

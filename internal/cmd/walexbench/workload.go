@@ -141,7 +141,7 @@ func writeW2(ctx context.Context, b *bench, db string, conn *pgx.Conn) (int64, s
 	cmd := exec.CommandContext(ctx, pgbench, "-n", "-M", "prepared",
 		"-c", strconv.Itoa(w2Clients), "-j", strconv.Itoa(w2Threads), "-t", strconv.Itoa(w2PerClient(b.o)),
 		"-f", script.Name(), "-h", b.srv.Host, "-p", strconv.Itoa(b.srv.Port), "-U", b.srv.User, db)
-	cmd.Env = cleanEnv()
+	cmd.Env = pgtest.Environ()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return 0, "", fmt.Errorf("pgbench: %v\n%s", err, out)
@@ -177,18 +177,6 @@ func (b *bench) pgbench() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no pgbench next to the server binaries, on PATH or in /usr/lib/postgresql/*/bin (apt-get install postgresql-contrib or postgresql)")
-}
-
-// cleanEnv is the environment without libpq variables that could redirect
-// pgbench.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // sample is one reader's drain of one slot.
