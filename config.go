@@ -85,6 +85,15 @@ type Config struct {
 	// position to the server. Default 10 s; keep it well under the server's
 	// wal_sender_timeout (default 60 s).
 	StatusInterval time.Duration
+	// ReadCoalesce is how long walex leaves a busy stream to accumulate in
+	// the socket once it has caught up with the server, so that it reads
+	// many messages per system call instead of being woken for each: less
+	// CPU for walex, and fewer context switches for the walsender, whose
+	// speed is the stream's ceiling. It adds at most this much latency, and
+	// only while changes arrive faster than one per ReadCoalesce; a quiet
+	// stream is read as soon as data arrives. Default 1 ms; negative turns
+	// it off.
+	ReadCoalesce time.Duration
 	// MaxBatchEvents is the most events passed to one handler call: a larger
 	// transaction is delivered in several calls, in order, and acknowledged
 	// after the last. Default 10,000.

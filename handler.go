@@ -21,8 +21,10 @@ import (
 // use with itself, and a slow handler holds back the events after it
 // (while the client keeps the connection alive). A handler must not call
 // Run. It may register handlers or change subscriptions; those take effect
-// from the next transaction. The events and their maps must not be kept
-// and modified after the handler returns if other handlers see them.
+// from the next transaction. The handlers and functions that see a
+// transaction share its events: the slice (when a handler takes every
+// event of the batch) and the record maps. Treat them as read-only; copy
+// what you change.
 //
 // Returning an error (or panicking) makes the client retry the call
 // according to Config.RetryPolicy, and then stop Run with a *HandlerError.

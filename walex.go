@@ -344,6 +344,7 @@ func (c *Client) session(parent context.Context) error {
 		Temporary:      !cfg.DurableSlot,
 		Publication:    cfg.Publication,
 		StatusInterval: cfg.StatusInterval,
+		ReadCoalesce:   cfg.ReadCoalesce,
 		OriginNone:     cfg.SkipOriginChanges,
 		Logger:         cfg.Logger,
 	})
@@ -503,17 +504,7 @@ func (c *Client) dispatch(ctx context.Context, cfg *validated, b *decoder.Batch)
 	for _, r := range regs {
 		sel := events
 		if !r.all || r.types != nil || !r.filters.empty() {
-			sel = nil
-			for i := range events {
-				e := &events[i]
-				if !r.all && (e.Source.Schema != r.table.Schema || e.Source.Table != r.table.Table) {
-					continue
-				}
-				if !r.wants(e.Type) || !r.filters.keep(e, full[i]) {
-					continue
-				}
-				sel = append(sel, *e)
-			}
+			sel = r.selectEvents(events, full)
 		}
 		if len(sel) == 0 {
 			continue
@@ -527,6 +518,32 @@ func (c *Client) dispatch(ctx context.Context, cfg *validated, b *decoder.Batch)
 		}
 	}
 	return nil
+}
+
+// selectEvents returns the events r takes: events itself when it takes
+// them all (the common case, which then costs no copy), else a new slice.
+func (r *registration) selectEvents(events []Event, full []bool) []Event {
+	takes := func(i int) bool {
+		e := &events[i]
+		if !r.all && (e.Source.Schema != r.table.Schema || e.Source.Table != r.table.Table) {
+			return false
+		}
+		return r.wants(e.Type) && r.filters.keep(e, full[i])
+	}
+	for i := range events {
+		if takes(i) {
+			continue
+		}
+		sel := make([]Event, i, len(events)-1)
+		copy(sel, events[:i])
+		for j := i + 1; j < len(events); j++ {
+			if takes(j) {
+				sel = append(sel, events[j])
+			}
+		}
+		return sel
+	}
+	return events
 }
 
 // Stats is a snapshot of a Client's counters and positions.

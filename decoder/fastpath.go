@@ -63,15 +63,20 @@ func fastText(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]str
 }
 
 // planned plans a text scan into a T once and returns a decoder that
-// reuses the plan. The plan is used by the decoder's goroutine only.
+// reuses the plan and its scan target. The returned function is used by
+// the decoder's goroutine only: it is not safe for concurrent use.
 func planned[T any](m *pgtype.Map, oid uint32, codec pgtype.Codec, conv func(T) any) valueFunc {
 	var probe T
 	plan := codec.PlanScan(m, oid, pgtype.TextFormatCode, &probe)
 	if plan == nil {
 		return nil
 	}
+	// v is reused from value to value: a fresh one per call would escape to
+	// the heap (plan.Scan takes it as an interface), one allocation per
+	// value for nothing.
+	var v, zero T
 	return func(src []byte) (any, error) {
-		var v T
+		v = zero
 		if err := plan.Scan(src, &v); err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"math/bits"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -398,11 +399,26 @@ func parseSmallNumeric(src []byte) (pgtype.Numeric, bool) {
 			exp++
 		}
 	}
-	n := new(big.Int).SetUint64(u)
-	if neg {
-		n.Neg(n)
+	// The big.Int and its digits share one allocation.
+	c := new(smallBigInt)
+	k := 0
+	for ; u != 0; k++ {
+		c.w[k] = big.Word(u)
+		u >>= bits.UintSize - 1
+		u >>= 1
 	}
-	return pgtype.Numeric{Int: n, Exp: exp, Valid: true}, true
+	c.i.SetBits(c.w[:k])
+	if neg {
+		c.i.Neg(&c.i)
+	}
+	return pgtype.Numeric{Int: &c.i, Exp: exp, Valid: true}, true
+}
+
+// smallBigInt is a big.Int with room for a uint64 of digits in the same
+// allocation (one word on 64-bit platforms, two on 32-bit ones).
+type smallBigInt struct {
+	i big.Int
+	w [64 / bits.UintSize]big.Word
 }
 
 // decodeIntervalText decodes interval text like pgx decodes the binary

@@ -47,6 +47,12 @@ type Config struct {
 	// NoStreaming turns off streaming of in-progress transactions (protocol
 	// version 2+).
 	NoStreaming bool
+	// ReadCoalesce is how long a busy stream is left to accumulate in the
+	// socket before it is read again, once walex has caught up with the
+	// server (see coalescingReader): fewer system calls and wake-ups on
+	// both sides, at the cost of at most this much latency while the
+	// stream is busy. 0 means DefaultReadCoalesce; negative turns it off.
+	ReadCoalesce time.Duration
 	// StatusInterval is how often a standby status update is sent. Default 10 s.
 	StatusInterval time.Duration
 	// Logger receives connection events. Default: discard.
@@ -84,6 +90,9 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.ReadCoalesce == 0 {
+		cfg.ReadCoalesce = DefaultReadCoalesce
+	}
 	cc := cfg.Conn.Copy()
 	if cc.RuntimeParams == nil {
 		cc.RuntimeParams = map[string]string{}
@@ -101,6 +110,9 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	// per system call, which wakes this process (and costs the walsender a
 	// context switch) for every few rows.
 	cc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		if cfg.ReadCoalesce > 0 {
+			r = newCoalescingReader(r, w, cfg.ReadCoalesce)
+		}
 		return pgproto3.NewFrontend(bufio.NewReaderSize(r, readBufferSize), w)
 	}
 	conn, err := pgconn.ConnectConfig(ctx, cc)
