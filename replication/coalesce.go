@@ -18,18 +18,28 @@ const coalesceBusyBytes = 32 << 10
 // enough to fill a good part of the read buffer.
 const coalesceLowWater = 128 << 10
 
+// coalesceBusyReads is how many reads within one delay make the stream
+// busy; coalesceQuietBytes is what a read after a wait must at least
+// return for it to stay busy.
+const (
+	coalesceBusyReads  = 8
+	coalesceQuietBytes = 1 << 10
+)
+
 // coalescingReader lets the stream accumulate in the socket while walex is
 // busy reading it. A reader that has caught up with the walsender would
 // otherwise block after every message and be woken for the next one: a
 // system call, a park and a wake-up per row on the client, and a context
 // switch per row for the server, whose CPU is the ceiling of the stream.
 //
-// When a read comes back short (the socket was drained) less than delay
-// after the previous read (the stream is busy), the next read waits until
-// delay after the short one, by which time many messages have arrived and
-// are read with one system call. A quiet stream, where reads are further
-// apart than delay, is read as soon as data arrives: its latency is
-// unchanged. The added latency is at most delay.
+// The stream becomes busy when coalesceBusyReads reads fall within one
+// delay. While it is busy, a read that comes back short (the socket was
+// drained: walex has caught up) makes the next read wait until delay after
+// it, by which time many messages have arrived and are read with one
+// system call. When a read after such a wait brings less than
+// coalesceQuietBytes, the stream has slowed down and is read at once
+// again. A quiet stream is thus read as soon as data arrives, and a busy
+// one gets at most delay of added latency.
 //
 // Waiting alone is not enough: the socket stays registered with the Go
 // runtime's poller, which is woken by every segment that arrives, so while
@@ -40,8 +50,11 @@ type coalescingReader struct {
 	r     io.Reader
 	sock  syscall.RawConn // the TCP socket, if known: for the low-water mark
 	delay time.Duration
-	last  time.Time // when the previous read returned
-	next  time.Time // earliest start of the next read; zero: at once
+
+	busy     bool
+	winStart time.Time // start of the current window of delay
+	winReads int       // reads in it
+	next     time.Time // earliest start of the next read; zero: at once
 }
 
 // newCoalescingReader returns a coalescingReader that reads r, which reads
@@ -61,6 +74,7 @@ func newCoalescingReader(r io.Reader, conn any, delay time.Duration) *coalescing
 }
 
 func (c *coalescingReader) Read(p []byte) (int, error) {
+	waited := false
 	if !c.next.IsZero() {
 		if d := time.Until(c.next); d > 0 {
 			lowered := c.sock != nil && setLowWater(c.sock, coalesceLowWater)
@@ -70,12 +84,25 @@ func (c *coalescingReader) Read(p []byte) (int, error) {
 			}
 		}
 		c.next = time.Time{}
+		waited = true
 	}
 	n, err := c.r.Read(p)
+	if err != nil {
+		return n, err
+	}
 	now := time.Now()
-	if err == nil && n < coalesceBusyBytes && n < len(p) && now.Sub(c.last) < c.delay {
+	if now.Sub(c.winStart) >= c.delay {
+		c.winStart, c.winReads = now, 0
+	}
+	c.winReads++
+	switch {
+	case waited && n < coalesceQuietBytes:
+		c.busy = false
+	case c.winReads >= coalesceBusyReads:
+		c.busy = true
+	}
+	if c.busy && n < len(p) && n < coalesceBusyBytes {
 		c.next = now.Add(c.delay)
 	}
-	c.last = now
 	return n, err
 }

@@ -25,62 +25,90 @@ func (c *chunks) Read(p []byte) (int, error) {
 }
 
 func TestCoalescingReaderWaitsWhileBusy(t *testing.T) {
-	const delay = 30 * time.Millisecond
-	small := make([]byte, 100)
-	c := &coalescingReader{r: &chunks{data: [][]byte{small, small, small}}, delay: delay}
+	const delay = 50 * time.Millisecond
+	small, kib := make([]byte, 100), make([]byte, coalesceQuietBytes)
+	var data [][]byte
+	for range coalesceBusyReads {
+		data = append(data, small)
+	}
+	data = append(data, kib, small, small)
+	c := &coalescingReader{r: &chunks{data: data}, delay: delay}
 	buf := make([]byte, 4096)
+	read := func() time.Duration {
+		t.Helper()
+		start := time.Now()
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
 
-	// The first read has no predecessor: the stream is not known to be busy.
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
+	// Reads in quick succession: after coalesceBusyReads of them within
+	// delay the stream is busy, and a short read schedules a wait.
+	for i := range coalesceBusyReads {
+		read()
+		if last := i == coalesceBusyReads-1; c.next.IsZero() == last {
+			t.Fatalf("read %d: wait scheduled = %v, want %v", i+1, !c.next.IsZero(), last)
+		}
 	}
-	if !c.next.IsZero() {
-		t.Fatal("the first read scheduled a wait")
-	}
-	// A short read right after another: busy, so the next read waits.
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	if c.next.IsZero() {
-		t.Fatal("a short read right after another did not schedule a wait")
-	}
-	start := time.Now()
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	if waited := time.Since(start); waited < delay*2/3 {
+	// The next read waits; it brings enough to stay busy.
+	if waited := read(); waited < delay*2/3 {
 		t.Errorf("the read after a busy short read came after %v, want about %v", waited, delay)
+	}
+	if !c.busy || c.next.IsZero() {
+		t.Fatal("a read of coalesceQuietBytes after a wait left the busy state")
+	}
+	// This one waits too, but brings little: the stream has slowed down.
+	if waited := read(); waited < delay*2/3 {
+		t.Errorf("second wait: %v", waited)
+	}
+	if c.busy || !c.next.IsZero() {
+		t.Fatal("a small read after a wait kept the busy state: a slow stream would get extra latency")
+	}
+	if waited := read(); waited > delay/2 {
+		t.Errorf("a read after the stream slowed down waited %v", waited)
 	}
 }
 
 func TestCoalescingReaderQuietStreamDoesNotWait(t *testing.T) {
 	const delay = 5 * time.Millisecond
 	small := make([]byte, 100)
-	c := &coalescingReader{r: &chunks{data: [][]byte{small, small}}, delay: delay}
+	var data [][]byte
+	for range 2 * coalesceBusyReads {
+		data = append(data, small)
+	}
+	c := &coalescingReader{r: &chunks{data: data}, delay: delay}
 	buf := make([]byte, 4096)
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * delay) // the next message comes later than delay
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	if !c.next.IsZero() {
-		t.Error("a read long after the previous one scheduled a wait: a quiet stream would get extra latency")
+	for range 2 * coalesceBusyReads {
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if c.busy || !c.next.IsZero() {
+			t.Fatal("reads further apart than delay made the stream busy: a quiet stream would get extra latency")
+		}
+		time.Sleep(delay + delay/5) // the next message comes later than delay
 	}
 }
 
 func TestCoalescingReaderFullReadDoesNotWait(t *testing.T) {
-	big := make([]byte, coalesceBusyBytes)
-	c := &coalescingReader{r: &chunks{data: [][]byte{big, big, make([]byte, 10)}}, delay: time.Hour}
-	buf := make([]byte, 4096)
-	for range 2 {
-		if n, err := c.Read(buf); err != nil || n != len(buf) {
-			t.Fatalf("read %d, %v", n, err)
-		}
+	small, big := make([]byte, 100), make([]byte, coalesceBusyBytes)
+	var data [][]byte
+	for range coalesceBusyReads - 1 {
+		data = append(data, small)
 	}
-	if !c.next.IsZero() {
-		t.Error("a read that filled the buffer scheduled a wait: the reader is behind, not caught up")
+	data = append(data, big, big, big)
+	c := &coalescingReader{r: &chunks{data: data}, delay: time.Hour}
+	buf := make([]byte, 4096)
+	for i := range len(data) {
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if i >= coalesceBusyReads-1 && !c.busy {
+			t.Fatalf("read %d: the stream is not busy", i+1)
+		}
+		if !c.next.IsZero() {
+			t.Fatalf("read %d, which filled the buffer, scheduled a wait: the reader is behind, not caught up", i+1)
+		}
 	}
 }
 
@@ -123,7 +151,7 @@ func TestCoalescingReaderLowWater(t *testing.T) {
 	}
 	defer server.Close()
 
-	const delay = 20 * time.Millisecond
+	const delay = 200 * time.Millisecond // long enough for the busy reads to fall within it
 	c := newCoalescingReader(client, client, delay)
 	if c.sock == nil {
 		t.Fatal("no socket found for a *net.TCPConn")
@@ -139,11 +167,11 @@ func TestCoalescingReaderLowWater(t *testing.T) {
 		return v
 	}
 
-	// Two small messages in quick succession make the stream busy; a third,
+	// Small messages in quick succession make the stream busy; one more,
 	// sent while the reader waits, must still be read (the low-water mark is
 	// lowered before the read) and arrive whole.
 	buf := make([]byte, 4096)
-	for i := range 2 {
+	for i := range coalesceBusyReads {
 		if _, err := server.Write([]byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
@@ -156,11 +184,11 @@ func TestCoalescingReaderLowWater(t *testing.T) {
 	}
 	seen := make(chan int, 1)
 	go func() {
-		time.Sleep(delay / 3)
+		time.Sleep(delay / 4)
 		seen <- lowWater()
-		_, _ = server.Write([]byte{2})
+		_, _ = server.Write([]byte{coalesceBusyReads})
 	}()
-	if n, err := c.Read(buf); err != nil || n != 1 || buf[0] != 2 {
+	if n, err := c.Read(buf); err != nil || n != 1 || buf[0] != coalesceBusyReads {
 		t.Fatalf("third read: %v %v", buf[0], err)
 	}
 	if got := <-seen; got != coalesceLowWater {
