@@ -94,6 +94,12 @@ type Options struct {
 	SkipOrigins bool
 	// Types resolves type OIDs the decoder cannot name by itself. Optional.
 	Types TypeResolver
+	// TextOf converts the binary form of a value of the given type OID to
+	// its text form. It is needed when the stream carries binary values
+	// (pgoutput's binary option) of types BinarySafe rejects; it is called
+	// from the decoding goroutine, once per such value. The root package
+	// asks the server over a normal connection.
+	TextOf func(typeOID uint32, binary []byte) ([]byte, error)
 	// Skip, when set, is asked once per change whether the change's
 	// relation is of no interest; such changes are not decoded into values
 	// nor emitted (their Index is still used).

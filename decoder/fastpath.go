@@ -66,8 +66,13 @@ func fastText(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]str
 // reuses the plan and its scan target. The returned function is used by
 // the decoder's goroutine only: it is not safe for concurrent use.
 func planned[T any](m *pgtype.Map, oid uint32, codec pgtype.Codec, conv func(T) any) valueFunc {
+	return plannedFormat(m, oid, codec, pgtype.TextFormatCode, conv)
+}
+
+// plannedFormat is planned for the given format code.
+func plannedFormat[T any](m *pgtype.Map, oid uint32, codec pgtype.Codec, format int16, conv func(T) any) valueFunc {
 	var probe T
-	plan := codec.PlanScan(m, oid, pgtype.TextFormatCode, &probe)
+	plan := codec.PlanScan(m, oid, format, &probe)
 	if plan == nil {
 		return nil
 	}
@@ -83,3 +88,79 @@ func planned[T any](m *pgtype.Map, oid uint32, codec pgtype.Codec, conv func(T) 
 		return conv(v), nil
 	}
 }
+
+// fastBinary is fastText for the binary form (see BinarySafe): the same
+// values as the type's Codec.DecodeValue for binary input, with the scan
+// planned once per column. It returns nil for other types, which then go
+// through DecodeValue.
+func fastBinary(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]string) valueFunc {
+	const bin int16 = pgtype.BinaryFormatCode
+	switch oid {
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID:
+		// The binary form of these types is their text.
+		return fastText(m, oid, t, jsonKeys)
+	case pgtype.JSONOID:
+		return fastText(m, oid, t, jsonKeys)
+	case pgtype.JSONBOID:
+		// A version byte (1), then the text form.
+		return func(src []byte) (any, error) {
+			if len(src) > 0 && src[0] == 1 {
+				if v, ok := parseJSON(src[1:], jsonKeys); ok {
+					return v, nil
+				}
+			}
+			return t.Codec.DecodeValue(m, oid, bin, src)
+		}
+	case pgtype.Int2OID:
+		return plannedFormat(m, oid, t.Codec, bin, func(v int16) any { return v })
+	case pgtype.Int4OID:
+		return plannedFormat(m, oid, t.Codec, bin, func(v int32) any { return v })
+	case pgtype.Int8OID:
+		return plannedFormat(m, oid, t.Codec, bin, func(v int64) any { return v })
+	case pgtype.Float4OID:
+		return plannedFormat(m, oid, t.Codec, bin, func(v float32) any { return v })
+	case pgtype.Float8OID:
+		return plannedFormat(m, oid, t.Codec, bin, func(v float64) any { return v })
+	case pgtype.BoolOID:
+		return plannedFormat(m, oid, t.Codec, bin, func(v bool) any { return v })
+	case pgtype.TimestamptzOID:
+		return plannedFormat(m, oid, t.Codec, bin, func(v pgtype.Timestamptz) any {
+			if v.InfinityModifier != pgtype.Finite {
+				return v.InfinityModifier
+			}
+			return v.Time
+		})
+	case pgtype.TimestampOID:
+		return plannedFormat(m, oid, t.Codec, bin, func(v pgtype.Timestamp) any {
+			if v.InfinityModifier != pgtype.Finite {
+				return v.InfinityModifier
+			}
+			return v.Time
+		})
+	case pgtype.DateOID:
+		return plannedFormat(m, oid, t.Codec, bin, func(v pgtype.Date) any {
+			if v.InfinityModifier != pgtype.Finite {
+				return v.InfinityModifier
+			}
+			return v.Time
+		})
+	}
+	return nil
+}
+
+// BinarySafe reports whether the decoder decodes values of the type with
+// this OID (the base type, for a domain) in their binary form itself,
+// giving the same Go values as for their text form: the built-in types
+// pgx knows. Values of other types that arrive in binary (pgoutput's
+// binary option) must be converted to text by the server (see
+// Options.TextOf).
+func BinarySafe(oid uint32) bool {
+	if oid >= firstNormalOID {
+		return false
+	}
+	_, ok := defaultTypes.TypeForOID(oid)
+	return ok
+}
+
+// defaultTypes is pgx's type map, for BinarySafe (read only).
+var defaultTypes = pgtype.NewMap()

@@ -32,10 +32,15 @@ func (r *Relation) HasOldValues() bool { return r.ReplicaIdentity == 'f' }
 
 // columnCodec is how one column's values are turned into Go values.
 type columnCodec struct {
-	name string
-	oid  uint32       // the OID pgx would see in a RowDescription (base type for domains)
-	typ  *pgtype.Type // nil: pgx does not know the type; text form is kept
-	fast valueFunc    // optional faster path for the text form, same result
+	name    string
+	typeOID uint32       // the column's type, as in the Relation message
+	oid     uint32       // the OID pgx would see in a RowDescription (base type for domains)
+	typ     *pgtype.Type // nil: pgx does not know the type; text form is kept
+	fast    valueFunc    // optional faster path for the text form, same result
+	// binary tells that binary values are decoded here (BinarySafe);
+	// fastBin is the optional faster path for them.
+	binary  bool
+	fastBin valueFunc
 }
 
 // TypeInfo is what a TypeResolver knows about a type OID.
@@ -73,10 +78,14 @@ func (d *Decoder) buildRelation(m *RelationMessage) (*Relation, error) {
 			return nil, fmt.Errorf("decoder: relation %s.%s column %q: %w", m.Namespace, m.Name, c.Name, err)
 		}
 		rel.ColumnTypes[c.Name] = info.Name
-		cc := columnCodec{name: c.Name, oid: info.BaseOID}
+		cc := columnCodec{name: c.Name, typeOID: c.TypeOID, oid: info.BaseOID}
 		if t, ok := d.typeMap.TypeForOID(info.BaseOID); ok {
 			cc.typ = t
 			cc.fast = fastText(d.typeMap, info.BaseOID, t, d.jsonKeys)
+			if BinarySafe(info.BaseOID) {
+				cc.binary = true
+				cc.fastBin = fastBinary(d.typeMap, info.BaseOID, t, d.jsonKeys)
+			}
 		}
 		rel.codecs[i] = cc
 	}
@@ -154,10 +163,22 @@ func (d *Decoder) decodeValue(cc *columnCodec, c Column) (any, error) {
 		}
 		return cc.typ.Codec.DecodeValue(d.typeMap, cc.oid, pgtype.TextFormatCode, c.Data)
 	case ColBinary:
-		if cc.typ == nil {
-			return append([]byte(nil), c.Data...), nil
+		if cc.fastBin != nil {
+			return cc.fastBin(c.Data)
 		}
-		return cc.typ.Codec.DecodeValue(d.typeMap, cc.oid, pgtype.BinaryFormatCode, c.Data)
+		if cc.binary {
+			return cc.typ.Codec.DecodeValue(d.typeMap, cc.oid, pgtype.BinaryFormatCode, c.Data)
+		}
+		// A type whose binary form only the server can read: have it
+		// print the value, and decode the text.
+		if d.opts.TextOf == nil {
+			return nil, fmt.Errorf("a binary value of type %d, which the decoder cannot read (Options.TextOf is not set); ask the server for text", cc.typeOID)
+		}
+		text, err := d.opts.TextOf(cc.typeOID, c.Data)
+		if err != nil {
+			return nil, fmt.Errorf("convert a binary value of type %d to text: %w", cc.typeOID, err)
+		}
+		return d.decodeValue(cc, Column{Kind: ColText, Data: text})
 	}
 	return nil, fmt.Errorf("unknown column kind 0x%02x", c.Kind)
 }
