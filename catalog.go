@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/walex-go/walex/decoder"
 	"github.com/walex-go/walex/replication"
 )
@@ -78,7 +81,15 @@ func (t *catalog) connect(ctx context.Context) error {
 	if t.conn != nil && !t.conn.IsClosed() {
 		return nil
 	}
-	conn, err := pgconn.ConnectConfig(ctx, t.cfg)
+	cc := t.cfg.Copy()
+	// Values converted by TextOf must print as on the replication
+	// connection.
+	cc.RuntimeParams = maps.Clone(cc.RuntimeParams)
+	if cc.RuntimeParams == nil {
+		cc.RuntimeParams = map[string]string{}
+	}
+	maps.Copy(cc.RuntimeParams, replication.OutputSettings)
+	conn, err := pgconn.ConnectConfig(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("walex: connect for catalog queries: %w", classifyConnErr(err))
 	}
@@ -262,4 +273,51 @@ func (t *catalog) ResolveType(oid uint32) (decoder.TypeInfo, error) {
 		cur = uint32(base)
 	}
 	return decoder.TypeInfo{}, fmt.Errorf("type %d: domain nesting too deep", oid)
+}
+
+// binaryReady reports whether every column of the tables has a type the
+// decoder reads in binary itself (decoder.BinarySafe, through domains), and
+// names the types that keep it from being so.
+func (t *catalog) binaryReady(ctx context.Context, tables []tableName) (bool, []string, error) {
+	var others []string
+	for _, tbl := range tables {
+		rows, err := t.query(ctx, `SELECT a.atttypid FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, tbl.Schema, tbl.Table)
+		if err != nil {
+			return false, nil, fmt.Errorf("walex: read the columns of %s: %w", tbl, err)
+		}
+		for _, r := range rows {
+			oid, err := strconv.ParseUint(string(r[0]), 10, 32)
+			if err != nil {
+				return false, nil, fmt.Errorf("walex: column type of %s: bad OID %q", tbl, r[0])
+			}
+			info, err := t.ResolveType(uint32(oid))
+			if err != nil {
+				return false, nil, err
+			}
+			if !decoder.BinarySafe(info.BaseOID) && !slices.Contains(others, info.Name) {
+				others = append(others, info.Name)
+			}
+		}
+	}
+	return len(others) == 0, others, nil
+}
+
+// TextOf converts the binary form of a value to its text form: the server
+// reads it with the type's receive function and prints it with its output
+// function. It implements decoder.Options.TextOf.
+func (t *catalog) TextOf(typeOID uint32, binary []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := t.connect(ctx); err != nil {
+		return nil, err
+	}
+	res := t.conn.ExecParams(ctx, "SELECT $1", [][]byte{binary}, []uint32{typeOID}, []int16{pgtype.BinaryFormatCode}, []int16{pgtype.TextFormatCode}).Read()
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 || res.Rows[0][0] == nil {
+		return nil, fmt.Errorf("walex: the server printed no value for a binary value of type %d", typeOID)
+	}
+	return res.Rows[0][0], nil
 }

@@ -28,6 +28,7 @@ func TestNewValidates(t *testing.T) {
 		{"URL", func(c *Config) { c.URL = "postgres://u:pw@localhost" }},
 		{"Database", func(c *Config) { c.URL = ""; c.Host = "localhost"; c.Database = "" }},
 		{"MaxBatchEvents", func(c *Config) { c.MaxBatchEvents = -1 }},
+		{"Transfer", func(c *Config) { c.Transfer = TransferBinary + 1 }},
 	}
 	for _, tc := range cases {
 		cfg := base

@@ -372,9 +372,9 @@ func (c *collector) take(t *testing.T, n int) []walex.Event {
 
 // startClient runs a Client subscribed to tables of the database at url,
 // with one OnEvent(AllTables) handler, and waits until it streams.
-func startClient(t *testing.T, url, name, publication string, tables []string) *collector {
+func startClient(t *testing.T, url, name, publication string, tables []string, transfer walex.TransferFormat) *collector {
 	t.Helper()
-	c, err := walex.New(walex.Config{URL: url, Name: name, Publication: publication, Subscriptions: tables, StatusInterval: 200 * time.Millisecond})
+	c, err := walex.New(walex.Config{URL: url, Name: name, Publication: publication, Subscriptions: tables, StatusInterval: 200 * time.Millisecond, Transfer: transfer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +406,17 @@ func startClient(t *testing.T, url, name, publication string, tables []string) *
 // a few seconds. The database's TimeZone is one with a non-whole-hour
 // offset (and historical offsets in seconds), so that timestamptz text
 // output is unusual.
+//
+// The matrix runs twice: with values in text, and in binary, where walex
+// reads the built-in types pgx knows itself and has the server convert the
+// others (enums, composites, extension types, money, ...) to text.
 func TestTypeMatrix(t *testing.T) {
+	for _, transfer := range []walex.TransferFormat{walex.TransferText, walex.TransferBinary} {
+		t.Run(transfer.String(), func(t *testing.T) { testTypeMatrix(t, transfer) })
+	}
+}
+
+func testTypeMatrix(t *testing.T, transfer walex.TransferFormat) {
 	url := testDB(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -516,7 +526,7 @@ func TestTypeMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	col := startClient(t, url, "types", "types", names)
+	col := startClient(t, url, "types", "types", names, transfer)
 
 	// snapshot reads every table with pgx: table name → id → row.
 	snapshot := func() map[string]map[int32]map[string]any {
@@ -615,7 +625,7 @@ func TestTypeUnchangedToast(t *testing.T) {
 		ALTER TABLE toast_full ALTER COLUMN big SET STORAGE EXTERNAL;
 		ALTER TABLE toast_full REPLICA IDENTITY FULL;
 		CREATE PUBLICATION toast FOR TABLE toast_default, toast_full;`)
-	col := startClient(t, url, "toast", "toast", []string{"toast_default", "toast_full"})
+	col := startClient(t, url, "toast", "toast", []string{"toast_default", "toast_full"}, walex.TransferAuto)
 
 	// 100 kB of random base64: with STORAGE EXTERNAL it is stored out of
 	// line uncompressed, and it would not compress much anyway.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -338,7 +339,20 @@ func (c *Client) session(parent context.Context) error {
 		return err
 	}
 
+	binary := cfg.Transfer == TransferBinary
+	if cfg.Transfer == TransferAuto {
+		ready, others, err := types.binaryReady(ctx, c.subscribed())
+		if err != nil {
+			return err
+		}
+		binary = ready
+		if !ready {
+			c.logger().Debug("walex: values come in text: walex does not read these subscribed column types in binary", "types", others)
+		}
+	}
+
 	conn, err := replication.Connect(ctx, replication.Config{
+		Binary:         binary,
 		Conn:           cfg.conn,
 		Slot:           cfg.SlotName,
 		Temporary:      !cfg.DurableSlot,
@@ -366,6 +380,7 @@ func (c *Client) session(parent context.Context) error {
 		SpillDir:       cfg.SpillDir,
 		SkipOrigins:    cfg.SkipOriginChanges,
 		Types:          types,
+		TextOf:         c.textOf(cfg, types),
 		Logger:         cfg.Logger,
 		Skip: func(r *decoder.Relation) bool {
 			return !(*c.subs.Load())[tableName{Schema: r.Schema, Table: r.Name}]
@@ -468,6 +483,25 @@ func (c *Client) session(parent context.Context) error {
 		return cause
 	}
 	return streamErr
+}
+
+// textOf returns the decoder's TextOf for one session: the catalog's, with
+// a warning the first time each type needs it under TransferAuto (a table
+// or column of that type came after the connection started in binary).
+func (c *Client) textOf(cfg *validated, cat *catalog) func(uint32, []byte) ([]byte, error) {
+	warned := map[uint32]bool{}
+	return func(oid uint32, b []byte) ([]byte, error) {
+		if !warned[oid] && cfg.Transfer == TransferAuto {
+			warned[oid] = true
+			name := strconv.FormatUint(uint64(oid), 10)
+			if info, err := cat.ResolveType(oid); err == nil {
+				name = info.Name
+			}
+			c.logger().Warn("walex: values of a type walex does not read in binary arrive in binary (a table or column added after the connection started); the server converts each one, with a query, until the next connection, which uses text",
+				"type", name)
+		}
+		return cat.TextOf(oid, b)
+	}
 }
 
 // emitError wraps what stopped the hand-over of a batch to the dispatcher

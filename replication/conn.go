@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -44,6 +45,10 @@ type Config struct {
 	// OriginNone asks the server (PostgreSQL 16+) to send only changes
 	// that did not come from another replication origin.
 	OriginNone bool
+	// Binary asks for values in their binary form (pgoutput's binary
+	// option, PostgreSQL 14+; ignored before). The server then sends binary
+	// for every type that has a send function.
+	Binary bool
 	// NoStreaming turns off streaming of in-progress transactions (protocol
 	// version 2+).
 	NoStreaming bool
@@ -58,6 +63,11 @@ type Config struct {
 	// Logger receives connection events. Default: discard.
 	Logger *slog.Logger
 }
+
+// OutputSettings are the session settings the text form of values depends
+// on, pinned on the replication connection (and on any connection whose
+// output must match it).
+var OutputSettings = map[string]string{"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex"}
 
 // readBufferSize is the size of the socket read buffer.
 const readBufferSize = 256 << 10
@@ -103,9 +113,7 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	// DateStyle = 'SQL, DMY') would otherwise make values undecodable.
 	// Startup parameters take precedence over such defaults. TimeZone is
 	// left alone: timestamptz text carries its offset.
-	for k, v := range map[string]string{"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex"} {
-		cc.RuntimeParams[k] = v
-	}
+	maps.Copy(cc.RuntimeParams, OutputSettings)
 	// Read the stream in large chunks: pgproto3 alone reads at most 8 KiB
 	// per system call, which wakes this process (and costs the walsender a
 	// context switch) for every few rows.
@@ -168,6 +176,9 @@ func (c *Conn) Slot() string { return c.slot }
 
 // ProtoVersion is the pgoutput protocol version in use.
 func (c *Conn) ProtoVersion() int { return c.protoVersion }
+
+// Binary reports whether values come in their binary form.
+func (c *Conn) Binary() bool { return c.cfg.Binary && c.serverVersion >= 14 }
 
 // PID is the walsender's backend process ID.
 func (c *Conn) PID() uint32 { return c.conn.PID() }
@@ -294,6 +305,9 @@ func (c *Conn) startReplication(ctx context.Context) error {
 	if c.streaming {
 		opts = append(opts, "streaming 'on'")
 	}
+	if c.Binary() {
+		opts = append(opts, "binary 'true'")
+	}
 	if c.cfg.OriginNone && c.serverVersion >= 16 {
 		opts = append(opts, "origin 'none'")
 	}
@@ -309,7 +323,7 @@ func (c *Conn) startReplication(ctx context.Context) error {
 		}
 		switch msg := msg.(type) {
 		case *pgproto3.CopyBothResponse:
-			c.cfg.Logger.Info("walex replication started", "slot", c.slot, "proto_version", c.protoVersion, "streaming", c.streaming, "server_version", c.serverVersion)
+			c.cfg.Logger.Info("walex replication started", "slot", c.slot, "proto_version", c.protoVersion, "streaming", c.streaming, "binary", c.Binary(), "server_version", c.serverVersion)
 			return nil
 		case *pgproto3.ErrorResponse:
 			err := pgconn.ErrorResponseToPgError(msg)
