@@ -3,6 +3,9 @@ package decoder
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // w1Stream is a transaction of n rows shaped like the W1 benchmark row:
@@ -21,10 +24,44 @@ func w1Stream(n int) [][]byte {
 	return append(msgs, commitMsg(0x100, 0x180))
 }
 
-// BenchmarkDecodeW1 measures decoding a W1 row into typed values; ns/op and
-// allocs/op are per event.
-func BenchmarkDecodeW1(b *testing.B) {
-	msgs := w1Stream(1000)
+// w1BinaryStream is w1Stream with the values in binary, as pgoutput sends
+// them with its binary option.
+func w1BinaryStream(n int) [][]byte {
+	m := pgtype.NewMap()
+	enc := func(oid uint32, v any) []byte {
+		b, err := m.Encode(oid, pgtype.BinaryFormatCode, v, nil)
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}
+	ts := enc(1184, time.Date(2026, 11, 24, 1, 2, 3, 456789000, time.UTC))
+	text := enc(oidText, "c4ca4238a0b923820dcc509a6f75849b")
+	msgs := [][]byte{
+		beginMsg(0x100, 7),
+		relationMsg(false, 0, 1, "public", "w1", 'd',
+			col{"id", 20, true}, col{"t", oidText, false}, col{"n", oidNum, false}, col{"ts", 1184, false}, col{"j", oidJSONB, false}),
+	}
+	for i := range n {
+		var n pgtype.Numeric
+		if err := n.Scan(fmt.Sprintf("%d.%02d", i%1000, i%100)); err != nil {
+			panic(err)
+		}
+		num := enc(oidNum, n)
+		j := append([]byte{1}, fmt.Sprintf(`{"k": %d, "tag": "x"}`, i)...)
+		msgs = append(msgs, insertMsg(false, 0, 1, enc(20, int64(i+1)), text, num, ts, j))
+	}
+	return append(msgs, commitMsg(0x100, 0x180))
+}
+
+// BenchmarkDecodeW1 measures decoding a W1 row (values in text) into typed
+// values; ns/op and allocs/op are per event.
+func BenchmarkDecodeW1(b *testing.B) { benchmarkDecode(b, w1Stream(1000)) }
+
+// BenchmarkDecodeW1Binary is BenchmarkDecodeW1 with the values in binary.
+func BenchmarkDecodeW1Binary(b *testing.B) { benchmarkDecode(b, w1BinaryStream(1000)) }
+
+func benchmarkDecode(b *testing.B, msgs [][]byte) {
 	d := New(Options{})
 	emit := func(*Batch) error { return nil }
 	b.ReportAllocs()
@@ -36,7 +73,7 @@ func BenchmarkDecodeW1(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		events += 1000
+		events += len(msgs) - 3
 	}
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 }

@@ -2,8 +2,10 @@ package decoder
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/big"
+	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -143,6 +145,54 @@ func TestBinarySafe(t *testing.T) {
 	} {
 		if got := BinarySafe(oid); got != want {
 			t.Errorf("BinarySafe(%d) = %v, want %v", oid, got, want)
+		}
+	}
+}
+
+// TestSmallNumericBinary compares parseSmallNumericBinary with pgx's
+// binary decoding over random small numerics of every shape (weights,
+// display scales shorter and longer than the digits, signs), and checks
+// that it declines what it does not handle.
+func TestSmallNumericBinary(t *testing.T) {
+	m := pgtype.NewMap()
+	typ, _ := m.TypeForOID(pgtype.NumericOID)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		ndigits := rng.IntN(5)
+		b := binary.BigEndian.AppendUint16(nil, uint16(ndigits))
+		b = binary.BigEndian.AppendUint16(b, uint16(int16(rng.IntN(9)-4)))
+		b = binary.BigEndian.AppendUint16(b, []uint16{0, 0x4000}[rng.IntN(2)])
+		b = binary.BigEndian.AppendUint16(b, uint16(rng.IntN(20)))
+		for range ndigits {
+			d := rng.IntN(10000)
+			if rng.IntN(4) == 0 {
+				d = 0
+			}
+			b = binary.BigEndian.AppendUint16(b, uint16(d))
+		}
+		got, ok := parseSmallNumericBinary(b)
+		want, err := typ.Codec.DecodeValue(m, pgtype.NumericOID, pgtype.BinaryFormatCode, b)
+		if err != nil {
+			if ok {
+				t.Fatalf("%x: pgx fails (%v), fast path gives %v", b, err, got)
+			}
+			continue
+		}
+		w := want.(pgtype.Numeric)
+		// Compared by value: a zero reached by division has a different
+		// (equally valid) representation inside big.Int.
+		if ok && (got.Int.Cmp(w.Int) != 0 || got.Exp != w.Exp || got.NaN || !got.Valid || got.InfinityModifier != w.InfinityModifier) {
+			t.Fatalf("%x: fast path %v (Int %v Exp %d), pgx %v", b, got, got.Int, got.Exp, want)
+		}
+	}
+	for _, b := range [][]byte{
+		{0, 0, 0, 0, 0xc0, 0, 0, 0},          // NaN
+		{0, 5, 0, 0, 0, 0, 0, 0},             // five digits, none given
+		{0, 1, 0, 0, 0, 0, 0, 0, 0},          // truncated digit
+		{0, 1, 0, 0, 0x12, 0x34, 0, 0, 0, 1}, // unknown sign
+	} {
+		if v, ok := parseSmallNumericBinary(b); ok {
+			t.Errorf("%x: decoded to %v, want declined", b, v)
 		}
 	}
 }

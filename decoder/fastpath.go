@@ -111,6 +111,13 @@ func fastBinary(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]s
 			}
 			return t.Codec.DecodeValue(m, oid, bin, src)
 		}
+	case pgtype.NumericOID:
+		return func(src []byte) (any, error) {
+			if v, ok := parseSmallNumericBinary(src); ok {
+				return v, nil
+			}
+			return t.Codec.DecodeValue(m, oid, bin, src)
+		}
 	case pgtype.Int2OID:
 		return plannedFormat(m, oid, t.Codec, bin, func(v int16) any { return v })
 	case pgtype.Int4OID:
