@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // LSN is a PostgreSQL WAL position.
@@ -100,6 +100,10 @@ type Options struct {
 	// from the decoding goroutine, once per such value. The root package
 	// asks the server over a normal connection.
 	TextOf func(typeOID uint32, binary []byte) ([]byte, error)
+	// ReplayWorkers is the number of goroutines that decode the row changes
+	// of a large streamed transaction at its commit. Default: GOMAXPROCS,
+	// at most 4; 1 decodes on the calling goroutine only.
+	ReplayWorkers int
 	// Skip, when set, is asked once per change whether the change's
 	// relation is of no interest; such changes are not decoded into values
 	// nor emitted (their Index is still used).
@@ -111,8 +115,8 @@ type Options struct {
 // Decoder turns pgoutput messages into committed transactions. It is not
 // safe for concurrent use: one goroutine feeds it messages in stream order.
 type Decoder struct {
+	values    // the decoding goroutine's value decoding state
 	opts      Options
-	typeMap   *pgtype.Map
 	rels      map[uint32]*Relation
 	typeNames map[uint32]string
 	typeInfos map[uint32]TypeInfo
@@ -122,11 +126,14 @@ type Decoder struct {
 	cur      *spool // spool of the current stream block
 	streams  map[uint32]*spool
 	memUsed  int64
-	scratch  scratch           // reused by the hot path's parsing
-	jsonKeys map[string]string // interned JSON object keys
+	scratch  scratch // reused by the hot path's parsing
+	// catalogMu serializes the calls of Options.Types and Options.TextOf,
+	// which the workers of a parallel replay may make at the same time.
+	catalogMu sync.Mutex
 }
 
 type txState struct {
+	par    *replayer // set during a parallel replay
 	batch  *Batch
 	index  int
 	skip   bool // origin skipped
@@ -148,17 +155,23 @@ func New(opts Options) *Decoder {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	typeMap := pgtype.NewMap()
-	installTextCodecs(typeMap)
-	return &Decoder{
+	d := &Decoder{
 		opts:      opts,
-		typeMap:   typeMap,
 		rels:      make(map[uint32]*Relation),
 		typeNames: make(map[uint32]string),
 		typeInfos: make(map[uint32]TypeInfo),
 		streams:   make(map[uint32]*spool),
-		jsonKeys:  make(map[string]string),
 	}
+	var textOf func(uint32, []byte) ([]byte, error)
+	if opts.TextOf != nil {
+		textOf = func(oid uint32, b []byte) ([]byte, error) {
+			d.catalogMu.Lock()
+			defer d.catalogMu.Unlock()
+			return opts.TextOf(oid, b)
+		}
+	}
+	d.values = newValues(textOf, nil)
+	return d
 }
 
 // Emit receives decoded batches. An error stops decoding and is returned
@@ -262,30 +275,11 @@ func (d *Decoder) apply(m Message, emit Emit) error {
 		d.typeNames[m.TypeOID] = name
 		return nil
 	case *InsertMessage:
-		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) (err error) {
-			c.Op = OpInsert
-			c.New, err = d.decodeTuple(rel, m.New, false)
-			return err
-		})
+		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) error { return d.fill(m, rel, c) })
 	case *UpdateMessage:
-		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) (err error) {
-			c.Op = OpUpdate
-			if c.New, err = d.decodeTuple(rel, m.New, false); err != nil {
-				return err
-			}
-			if m.OldKind != 0 {
-				c.OldKind = m.OldKind
-				c.Old, err = d.decodeTuple(rel, m.Old, m.OldKind == 'K')
-			}
-			return err
-		})
+		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) error { return d.fill(m, rel, c) })
 	case *DeleteMessage:
-		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) (err error) {
-			c.Op = OpDelete
-			c.OldKind = m.OldKind
-			c.Old, err = d.decodeTuple(rel, m.Old, m.OldKind == 'K')
-			return err
-		})
+		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) error { return d.fill(m, rel, c) })
 	case *TruncateMessage:
 		for _, id := range m.RelationIDs {
 			err := d.change(emit, id, func(rel *Relation, c *Change) error {
@@ -344,6 +338,32 @@ func (d *Decoder) apply(m Message, emit Emit) error {
 	return fmt.Errorf("decoder: unhandled message %T", m)
 }
 
+// fill decodes the row change m (an insert, update or delete) of rel into c.
+func (v *values) fill(m Message, rel *Relation, c *Change) (err error) {
+	switch m := m.(type) {
+	case *InsertMessage:
+		c.Op = OpInsert
+		c.New, err = v.decodeTuple(rel, m.New, false)
+		return err
+	case *UpdateMessage:
+		c.Op = OpUpdate
+		if c.New, err = v.decodeTuple(rel, m.New, false); err != nil {
+			return err
+		}
+		if m.OldKind != 0 {
+			c.OldKind = m.OldKind
+			c.Old, err = v.decodeTuple(rel, m.Old, m.OldKind == 'K')
+		}
+		return err
+	case *DeleteMessage:
+		c.Op = OpDelete
+		c.OldKind = m.OldKind
+		c.Old, err = v.decodeTuple(rel, m.Old, m.OldKind == 'K')
+		return err
+	}
+	return fmt.Errorf("decoder: %T is not a row change", m)
+}
+
 func (d *Decoder) change(emit Emit, relID uint32, fill func(*Relation, *Change) error) error {
 	tx := d.tx
 	if tx == nil {
@@ -363,11 +383,34 @@ func (d *Decoder) change(emit Emit, relID uint32, fill func(*Relation, *Change) 
 	if tx.skip || (d.opts.Skip != nil && d.opts.Skip(rel)) {
 		return nil
 	}
+	if tx.par != nil {
+		// A change that needs no decoding (a truncate) during a parallel
+		// replay: queued in order with the others.
+		c := Change{Relation: rel, Index: idx}
+		if err := fill(rel, &c); err != nil {
+			return err
+		}
+		return tx.par.addDecoded(c)
+	}
 	b := tx.batch
 	b.Changes = append(b.Changes, Change{Relation: rel, Index: idx})
 	if err := fill(rel, &b.Changes[len(b.Changes)-1]); err != nil {
 		return err
 	}
+	return d.batchDone(emit)
+}
+
+// appendChange adds a decoded change to the open transaction's batch.
+func (d *Decoder) appendChange(emit Emit, c Change) error {
+	d.tx.batch.Changes = append(d.tx.batch.Changes, c)
+	return d.batchDone(emit)
+}
+
+// batchDone emits the open transaction's batch when it is full, and starts
+// the next chunk.
+func (d *Decoder) batchDone(emit Emit) error {
+	tx := d.tx
+	b := tx.batch
 	if len(b.Changes) >= d.opts.MaxBatchEvents {
 		next := &Batch{XID: b.XID, CommitLSN: b.CommitLSN, CommitTime: b.CommitTime, Origin: b.Origin, Seq: b.Seq + 1, Streamed: b.Streamed}
 		tx.batch = next
@@ -434,6 +477,9 @@ func (d *Decoder) commitStream(m *StreamCommitMessage, emit Emit) error {
 		rels:   make(map[uint32]*Relation),
 	}
 	if s != nil {
+		if w := d.replayWorkers(); w > 1 && s.entries >= replayMinEntries {
+			d.tx.par = d.startReplay(emit, w)
+		}
 		err := s.each(func(msg []byte, aborted bool) error {
 			// The server tracks the Relation (and Type) messages it sent
 			// per top-level transaction, whatever subtransaction carried
@@ -443,6 +489,12 @@ func (d *Decoder) commitStream(m *StreamCommitMessage, emit Emit) error {
 			// row changes are not.
 			if aborted && MessageType(msg[0]) != MsgRelation && MessageType(msg[0]) != MsgType {
 				return nil
+			}
+			if par := d.tx.par; par != nil {
+				switch MessageType(msg[0]) {
+				case MsgInsert, MsgUpdate, MsgDelete:
+					return d.replayChange(par, msg)
+				}
 			}
 			pm, err := Parse(msg, true)
 			if err != nil {
@@ -455,6 +507,13 @@ func (d *Decoder) commitStream(m *StreamCommitMessage, emit Emit) error {
 			}
 			return d.apply(pm, emit)
 		})
+		if par := d.tx.par; par != nil {
+			if err == nil {
+				err = par.finish()
+			}
+			par.stop()
+			d.tx.par = nil
+		}
 		d.dropStream(s)
 		if err != nil {
 			d.tx = nil

@@ -79,18 +79,58 @@ func (d *Decoder) buildRelation(m *RelationMessage) (*Relation, error) {
 			return nil, fmt.Errorf("decoder: relation %s.%s column %q: %w", m.Namespace, m.Name, c.Name, err)
 		}
 		rel.ColumnTypes[c.Name] = info.Name
-		cc := columnCodec{name: c.Name, typeOID: c.TypeOID, oid: info.BaseOID}
-		if t, ok := d.typeMap.TypeForOID(info.BaseOID); ok {
-			cc.typ = t
-			cc.fast = fastText(d.typeMap, info.BaseOID, t, d.jsonKeys)
-			if BinarySafe(info.BaseOID) {
-				cc.binary = true
-				cc.fastBin = fastBinary(d.typeMap, info.BaseOID, t, d.jsonKeys)
-			}
-		}
-		rel.codecs[i] = cc
+		rel.codecs[i] = d.newColumnCodec(c.Name, c.TypeOID, info.BaseOID)
 	}
 	return rel, nil
+}
+
+// values turns tuples into records. A Decoder has one for its goroutine;
+// each goroutine of a parallel replay (see replay.go) has its own, as pgx's
+// type map and the planned scans are not safe for concurrent use.
+type values struct {
+	typeMap  *pgtype.Map
+	jsonKeys map[string]string // interned JSON object keys
+	textOf   func(typeOID uint32, binary []byte) ([]byte, error)
+	// own holds this values' codecs of relations built by another one
+	// (nil: use Relation.codecs, built by this one).
+	own map[*Relation][]columnCodec
+}
+
+func newValues(textOf func(uint32, []byte) ([]byte, error), own map[*Relation][]columnCodec) values {
+	m := pgtype.NewMap()
+	installTextCodecs(m)
+	return values{typeMap: m, jsonKeys: make(map[string]string), textOf: textOf, own: own}
+}
+
+// codecs returns the column codecs of rel to use with v.
+func (v *values) codecs(rel *Relation) []columnCodec {
+	if v.own == nil {
+		return rel.codecs
+	}
+	if cs, ok := v.own[rel]; ok {
+		return cs
+	}
+	cs := make([]columnCodec, len(rel.codecs))
+	for i, cc := range rel.codecs {
+		cs[i] = v.newColumnCodec(cc.name, cc.typeOID, cc.oid)
+	}
+	v.own[rel] = cs
+	return cs
+}
+
+// newColumnCodec returns the codec of a column of type typeOID whose base
+// type (what pgx sees) is baseOID.
+func (v *values) newColumnCodec(name string, typeOID, baseOID uint32) columnCodec {
+	cc := columnCodec{name: name, typeOID: typeOID, oid: baseOID}
+	if t, ok := v.typeMap.TypeForOID(baseOID); ok {
+		cc.typ = t
+		cc.fast = fastText(v.typeMap, baseOID, t, v.jsonKeys)
+		if BinarySafe(baseOID) {
+			cc.binary = true
+			cc.fastBin = fastBinary(v.typeMap, baseOID, t, v.jsonKeys)
+		}
+	}
+	return cc
 }
 
 // firstNormalOID is FirstNormalObjectId: OIDs below it are built in.
@@ -107,7 +147,10 @@ func (d *Decoder) typeInfo(oid uint32) (TypeInfo, error) {
 		info = TypeInfo{Name: t.Name, BaseOID: oid}
 	case d.opts.Types != nil:
 		var err error
-		if info, err = d.opts.Types.ResolveType(oid); err != nil {
+		d.catalogMu.Lock()
+		info, err = d.opts.Types.ResolveType(oid)
+		d.catalogMu.Unlock()
+		if err != nil {
 			return TypeInfo{}, fmt.Errorf("resolve type %d: %w", oid, err)
 		}
 		if info.BaseOID == 0 {
@@ -130,26 +173,27 @@ func (d *Decoder) typeInfo(oid uint32) (TypeInfo, error) {
 //
 // keyOnly is for an old key tuple ('K'): Postgres sends every column but
 // fills only the replica identity key, so only key columns are kept.
-func (d *Decoder) decodeTuple(rel *Relation, cols []Column, keyOnly bool) (map[string]any, error) {
-	if len(cols) > len(rel.codecs) {
-		return nil, fmt.Errorf("decoder: tuple of %s.%s has %d columns, its relation %d", rel.Schema, rel.Name, len(cols), len(rel.codecs))
+func (v *values) decodeTuple(rel *Relation, cols []Column, keyOnly bool) (map[string]any, error) {
+	codecs := v.codecs(rel)
+	if len(cols) > len(codecs) {
+		return nil, fmt.Errorf("decoder: tuple of %s.%s has %d columns, its relation %d", rel.Schema, rel.Name, len(cols), len(codecs))
 	}
 	rec := make(map[string]any, len(cols))
 	for i, c := range cols {
 		if keyOnly && rel.Columns[i].Flags&1 == 0 {
 			continue
 		}
-		cc := &rel.codecs[i]
-		v, err := d.decodeValue(cc, c)
+		cc := &codecs[i]
+		val, err := v.decodeValue(cc, c)
 		if err != nil {
 			return nil, fmt.Errorf("decoder: %s.%s column %q (type %s): %w", rel.Schema, rel.Name, cc.name, rel.ColumnTypes[cc.name], err)
 		}
-		rec[cc.name] = v
+		rec[cc.name] = val
 	}
 	return rec, nil
 }
 
-func (d *Decoder) decodeValue(cc *columnCodec, c Column) (any, error) {
+func (v *values) decodeValue(cc *columnCodec, c Column) (any, error) {
 	switch c.Kind {
 	case ColNull:
 		return nil, nil
@@ -162,24 +206,24 @@ func (d *Decoder) decodeValue(cc *columnCodec, c Column) (any, error) {
 		if cc.typ == nil {
 			return string(c.Data), nil
 		}
-		return cc.typ.Codec.DecodeValue(d.typeMap, cc.oid, pgtype.TextFormatCode, c.Data)
+		return cc.typ.Codec.DecodeValue(v.typeMap, cc.oid, pgtype.TextFormatCode, c.Data)
 	case ColBinary:
 		if cc.fastBin != nil {
 			return cc.fastBin(c.Data)
 		}
 		if cc.binary {
-			return cc.typ.Codec.DecodeValue(d.typeMap, cc.oid, pgtype.BinaryFormatCode, c.Data)
+			return cc.typ.Codec.DecodeValue(v.typeMap, cc.oid, pgtype.BinaryFormatCode, c.Data)
 		}
 		// A type whose binary form only the server can read: have it
 		// print the value, and decode the text.
-		if d.opts.TextOf == nil {
+		if v.textOf == nil {
 			return nil, fmt.Errorf("a binary value of type %d, which the decoder cannot read (Options.TextOf is not set); ask the server for text", cc.typeOID)
 		}
-		text, err := d.opts.TextOf(cc.typeOID, c.Data)
+		text, err := v.textOf(cc.typeOID, c.Data)
 		if err != nil {
 			return nil, fmt.Errorf("convert a binary value of type %d to text: %w", cc.typeOID, err)
 		}
-		return d.decodeValue(cc, Column{Kind: ColText, Data: text})
+		return v.decodeValue(cc, Column{Kind: ColText, Data: text})
 	}
 	return nil, fmt.Errorf("unknown column kind 0x%02x", c.Kind)
 }

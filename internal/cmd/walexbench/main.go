@@ -16,6 +16,8 @@
 //     messages with pglogrepl.Parse and counts inserts and updates (no typed
 //     values, no handlers);
 //   - raw-v2: the same with proto_version 2, streaming 'on' and ParseV2;
+//   - raw-v2b: raw-v2 with binary 'true' (values in binary, as walex asks
+//     for them when it can);
 //   - walex: walex.New/Run with the default configuration (durable slot) and
 //     a no-op OnInsert/OnUpdate handler.
 //
@@ -68,7 +70,7 @@ func main() {
 	}
 	var (
 		workloads      = flag.String("workloads", "W1,W2,W3,latency", "comma-separated workloads to run: W1, W2, W3, latency")
-		readers        = flag.String("readers", strings.Join(allKinds, ","), "comma-separated readers for W1-W3: raw-v1, raw-v2, walex")
+		readers        = flag.String("readers", strings.Join(allKinds, ","), "comma-separated readers for W1-W3: raw-v1, raw-v2, raw-v2b, walex")
 		latencyReaders = flag.String("latency-readers", kindRawV2+","+kindWalex, "comma-separated readers for the latency workload")
 		runs           = flag.Int("runs", 3, "measurements per reader and workload")
 		scale          = flag.Float64("scale", 1, "multiplies the row counts of W1-W3 (e.g. 0.01 for a smoke run)")

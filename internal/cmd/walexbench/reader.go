@@ -31,10 +31,14 @@ import (
 const (
 	kindRawV1 = "raw-v1" // pglogrepl, pgoutput proto_version 1
 	kindRawV2 = "raw-v2" // pglogrepl, pgoutput proto_version 2, streaming 'on'
+	// kindRawV2Bin is raw-v2 with binary 'true' (PostgreSQL 14+), so that
+	// walex's binary transfer is compared with a raw reader that asks for
+	// the same.
+	kindRawV2Bin = "raw-v2b"
 	kindWalex = "walex"  // walex.New/Run, default configuration
 )
 
-var allKinds = []string{kindRawV1, kindRawV2, kindWalex}
+var allKinds = []string{kindRawV1, kindRawV2, kindRawV2Bin, kindWalex}
 
 // readerResult is what a child prints on stdout (one JSON object).
 type readerResult struct {
@@ -51,7 +55,7 @@ type readerResult struct {
 // prints a readerResult.
 func readerMain(args []string) {
 	fs := flag.NewFlagSet("reader", flag.ExitOnError)
-	kind := fs.String("kind", "", "raw-v1, raw-v2 or walex")
+	kind := fs.String("kind", "", "raw-v1, raw-v2, raw-v2b or walex")
 	url := fs.String("url", "", "database URL")
 	slot := fs.String("slot", "", "logical replication slot (pgoutput), created beforehand")
 	pub := fs.String("pub", "", "publication")
@@ -89,7 +93,7 @@ func readerMain(args []string) {
 	var res *readerResult
 	var err error
 	switch *kind {
-	case kindRawV1, kindRawV2:
+	case kindRawV1, kindRawV2, kindRawV2Bin:
 		res, err = r.runRaw(ctx)
 	case kindWalex:
 		res, err = r.runWalex(ctx)
@@ -179,12 +183,16 @@ func (r *reader) runRaw(ctx context.Context) (*readerResult, error) {
 		return nil, err
 	}
 	cfg.RuntimeParams["replication"] = "database"
-	v2 := r.kind == kindRawV2
+	v2 := r.kind == kindRawV2 || r.kind == kindRawV2Bin
 	args := []string{"proto_version '1'", "publication_names '" + r.pub + "'"}
 	proto := "v1"
 	if v2 {
 		args = []string{"proto_version '2'", "publication_names '" + r.pub + "'", "streaming 'on'"}
 		proto = "v2+stream"
+	}
+	if r.kind == kindRawV2Bin {
+		args = append(args, "binary 'true'")
+		proto += "+bin"
 	}
 
 	r.start = time.Now()
@@ -387,7 +395,7 @@ func (h *protoLog) Enabled(ctx context.Context, l slog.Level) bool { return true
 
 func (h *protoLog) Handle(ctx context.Context, rec slog.Record) error {
 	if strings.Contains(rec.Message, "replication started") {
-		var v, s string
+		var v, s, b string
 		rec.Attrs(func(a slog.Attr) bool {
 			switch a.Key {
 			case "proto_version":
@@ -396,11 +404,15 @@ func (h *protoLog) Handle(ctx context.Context, rec slog.Record) error {
 				if a.Value.String() == "true" {
 					s = "+stream"
 				}
+			case "binary":
+				if a.Value.String() == "true" {
+					b = "+bin"
+				}
 			}
 			return true
 		})
 		h.mu.Lock()
-		*h.p = "v" + v + s
+		*h.p = "v" + v + s + b
 		h.mu.Unlock()
 	}
 	if h.next.Enabled(ctx, rec.Level) {
