@@ -412,7 +412,9 @@ func (d *Decoder) batchDone(emit Emit) error {
 	tx := d.tx
 	b := tx.batch
 	if len(b.Changes) >= d.opts.MaxBatchEvents {
-		next := &Batch{XID: b.XID, CommitLSN: b.CommitLSN, CommitTime: b.CommitTime, Origin: b.Origin, Seq: b.Seq + 1, Streamed: b.Streamed}
+		// A transaction that filled a chunk is likely to fill the next.
+		next := &Batch{XID: b.XID, CommitLSN: b.CommitLSN, CommitTime: b.CommitTime, Origin: b.Origin, Seq: b.Seq + 1, Streamed: b.Streamed,
+			Changes: make([]Change, 0, d.opts.MaxBatchEvents)}
 		tx.batch = next
 		// The commit LSN of a streamed transaction is known only at its
 		// commit; v1 transactions know it from Begin. Either way it is set

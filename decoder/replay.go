@@ -60,6 +60,7 @@ type replayer struct {
 	jobs    chan *replayJob
 	pending []*replayJob // submitted and not yet emitted, in order
 	cur     *replayJob   // being filled
+	free    []*replayJob // emitted jobs, for reuse
 	limit   int
 	wg      sync.WaitGroup
 	closed  bool
@@ -82,7 +83,6 @@ func (r *replayer) work(v values) {
 	defer r.wg.Done()
 	var sc scratch
 	for j := range r.jobs {
-		j.out = make([]Change, 0, len(j.items))
 		for _, it := range j.items {
 			if it.end < 0 {
 				j.out = append(j.out, it.pre)
@@ -120,7 +120,19 @@ func (r *replayer) addDecoded(c Change) error {
 
 func (r *replayer) job() *replayJob {
 	if r.cur == nil {
-		r.cur = &replayJob{buf: make([]byte, 0, 256*replayJobChanges), items: make([]replayItem, 0, replayJobChanges), done: make(chan struct{})}
+		if n := len(r.free); n > 0 {
+			j := r.free[n-1]
+			r.free = r.free[:n-1]
+			j.buf, j.items, j.out, j.err, j.done = j.buf[:0], j.items[:0], j.out[:0], nil, make(chan struct{})
+			r.cur = j
+		} else {
+			r.cur = &replayJob{
+				buf:   make([]byte, 0, 256*replayJobChanges),
+				items: make([]replayItem, 0, replayJobChanges),
+				out:   make([]Change, 0, replayJobChanges),
+				done:  make(chan struct{}),
+			}
+		}
 	}
 	return r.cur
 }
@@ -159,6 +171,10 @@ func (r *replayer) emitOldest() error {
 			return err
 		}
 	}
+	// The changes were copied into batches; the job's memory is reused.
+	clear(j.out)
+	clear(j.items)
+	r.free = append(r.free, j)
 	return nil
 }
 
