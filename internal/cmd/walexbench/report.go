@@ -53,12 +53,12 @@ func (r *workloadResult) print(w io.Writer) {
 	fmt.Fprintf(w, "%s: %s\n", r.w.name, r.desc)
 	fmt.Fprintf(w, "    %s events per reader, written in %s (%s); %d run(s) per reader\n\n",
 		thousands(r.events), r.write.Round(time.Millisecond), r.note, r.runs)
-	fmt.Fprintf(w, "    %-7s %-10s %12s  %-25s %8s %9s %10s %11s", "reader", "protocol", "events/s", "(min … max)", "walex/", "peak RSS", "CPU s per", "first event")
+	fmt.Fprintf(w, "    %-7s %-13s %12s  %-25s %8s %9s %10s %11s", "reader", "protocol", "events/s", "(min … max)", "walex/", "peak RSS", "CPU s per", "first event")
 	if r.hasStats {
 		fmt.Fprintf(w, "  %s", "server spill / stream")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "    %-7s %-10s %12s  %-25s %8s %9s %10s %11s", "", "", "median", "", "best raw", "MB (max)", "M events", "(median)")
+	fmt.Fprintf(w, "    %-7s %-13s %12s  %-25s %8s %9s %10s %11s", "", "", "median", "", "best raw", "MB (max)", "M events", "(median)")
 	if r.hasStats {
 		fmt.Fprintf(w, "  %s", "MB (median)")
 	}
@@ -77,7 +77,7 @@ func (r *workloadResult) print(w io.Writer) {
 		rss := slices.Max(collect(ss, func(s sample) float64 { return float64(s.maxRSS) / 1e6 }))
 		cpu := median(collect(ss, func(s sample) float64 { return s.cpu.Seconds() / float64(s.res.Events) * 1e6 }))
 		first := time.Duration(median(collect(ss, func(s sample) float64 { return float64(s.res.First) })))
-		fmt.Fprintf(w, "    %-7s %-10s %12s  %-25s %8s %9.1f %10.2f %11s", k, ss[0].res.Proto, thousands(int64(median(rates))),
+		fmt.Fprintf(w, "    %-7s %-13s %12s  %-25s %8s %9.1f %10.2f %11s", k, ss[0].res.Proto, thousands(int64(median(rates))),
 			"("+thousands(int64(slices.Min(rates)))+" … "+thousands(int64(slices.Max(rates)))+")",
 			ratio, rss, cpu, fmtDur(first))
 		if r.hasStats {
@@ -91,9 +91,9 @@ func (r *workloadResult) print(w io.Writer) {
 func printLatency(w io.Writer, lat []*latencyResult, o options) {
 	fmt.Fprintf(w, "latency: commit → handler, %d single-row transactions/s for %s after a %s warm-up (synchronous_commit = on)\n\n",
 		o.latencyRate, o.latencyDur, latencyWarmup)
-	fmt.Fprintf(w, "    %-7s %-10s %8s %8s %9s %9s %9s %9s %8s %9s\n", "reader", "protocol", "tx", "tx/s", "p50", "p90", "p99", "max", "missing", "peak RSS")
+	fmt.Fprintf(w, "    %-7s %-13s %8s %8s %9s %9s %9s %9s %8s %9s\n", "reader", "protocol", "tx", "tx/s", "p50", "p90", "p99", "max", "missing", "peak RSS")
 	for _, l := range lat {
-		fmt.Fprintf(w, "    %-7s %-10s %8d %8.0f %9s %9s %9s %9s %8d %6.1f MB\n", l.kind, l.proto, l.samples, l.rate,
+		fmt.Fprintf(w, "    %-7s %-13s %8d %8.0f %9s %9s %9s %9s %8d %6.1f MB\n", l.kind, l.proto, l.samples, l.rate,
 			fmtDur(l.p50), fmtDur(l.p90), fmtDur(l.p99), fmtDur(l.max), l.missing, float64(l.maxRSS)/1e6)
 	}
 }
