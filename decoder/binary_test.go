@@ -196,3 +196,42 @@ func TestSmallNumericBinary(t *testing.T) {
 		}
 	}
 }
+
+// TestBinaryFixedSizeFallback checks that the direct readers of fixed-size
+// binary values leave anything unusual to pgx: a wrong length is pgx's
+// error, and timestamps far from 2000 (and infinity) are pgx's values.
+func TestBinaryFixedSizeFallback(t *testing.T) {
+	m := pgtype.NewMap()
+	for _, c := range []struct {
+		oid uint32
+		src []byte
+	}{
+		{pgtype.Int8OID, []byte{1, 2, 3}},
+		{pgtype.Int4OID, []byte{1, 2, 3, 4, 5}},
+		{pgtype.Float8OID, []byte{1}},
+		{pgtype.TimestamptzOID, []byte{1, 2}},
+	} {
+		typ, _ := m.TypeForOID(c.oid)
+		fast := fastBinary(m, c.oid, typ, map[string]string{})
+		if _, err := fast(c.src); err == nil {
+			t.Errorf("type %d: %d bytes decoded without error", c.oid, len(c.src))
+		}
+	}
+	typ, _ := m.TypeForOID(pgtype.TimestamptzOID)
+	fast := fastBinary(m, pgtype.TimestamptzOID, typ, map[string]string{})
+	for _, v := range []any{
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+		time.Date(1999, 12, 31, 23, 59, 59, 1000, time.UTC), time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+		pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}, pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true},
+	} {
+		b, err := m.Encode(pgtype.TimestamptzOID, pgtype.BinaryFormatCode, v, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fast(b)
+		want, werr := typ.Codec.DecodeValue(m, pgtype.TimestamptzOID, pgtype.BinaryFormatCode, b)
+		if err != nil || werr != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%v: got %#v (%v), pgx %#v (%v)", v, got, err, want, werr)
+		}
+	}
+}

@@ -1,6 +1,10 @@
 package decoder
 
 import (
+	"encoding/binary"
+	"math"
+	"time"
+
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -118,25 +122,48 @@ func fastBinary(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]s
 			}
 			return t.Codec.DecodeValue(m, oid, bin, src)
 		}
+	// The fixed-size types are read directly when the input is what the
+	// server sends, and through pgx otherwise (for the same error).
 	case pgtype.Int2OID:
-		return plannedFormat(m, oid, t.Codec, bin, func(v int16) any { return v })
+		return direct(2, plannedFormat(m, oid, t.Codec, bin, func(v int16) any { return v }),
+			func(src []byte) any { return int16(binary.BigEndian.Uint16(src)) })
 	case pgtype.Int4OID:
-		return plannedFormat(m, oid, t.Codec, bin, func(v int32) any { return v })
+		return direct(4, plannedFormat(m, oid, t.Codec, bin, func(v int32) any { return v }),
+			func(src []byte) any { return int32(binary.BigEndian.Uint32(src)) })
 	case pgtype.Int8OID:
-		return plannedFormat(m, oid, t.Codec, bin, func(v int64) any { return v })
+		return direct(8, plannedFormat(m, oid, t.Codec, bin, func(v int64) any { return v }),
+			func(src []byte) any { return int64(binary.BigEndian.Uint64(src)) })
 	case pgtype.Float4OID:
-		return plannedFormat(m, oid, t.Codec, bin, func(v float32) any { return v })
+		return direct(4, plannedFormat(m, oid, t.Codec, bin, func(v float32) any { return v }),
+			func(src []byte) any { return math.Float32frombits(binary.BigEndian.Uint32(src)) })
 	case pgtype.Float8OID:
-		return plannedFormat(m, oid, t.Codec, bin, func(v float64) any { return v })
+		return direct(8, plannedFormat(m, oid, t.Codec, bin, func(v float64) any { return v }),
+			func(src []byte) any { return math.Float64frombits(binary.BigEndian.Uint64(src)) })
 	case pgtype.BoolOID:
 		return plannedFormat(m, oid, t.Codec, bin, func(v bool) any { return v })
 	case pgtype.TimestamptzOID:
-		return plannedFormat(m, oid, t.Codec, bin, func(v pgtype.Timestamptz) any {
+		slow := plannedFormat(m, oid, t.Codec, bin, func(v pgtype.Timestamptz) any {
 			if v.InfinityModifier != pgtype.Finite {
 				return v.InfinityModifier
 			}
 			return v.Time
 		})
+		if slow == nil {
+			return nil
+		}
+		return func(src []byte) (any, error) {
+			if len(src) != 8 {
+				return slow(src)
+			}
+			// Microseconds since 2000-01-01 UTC. Within ±2,000 years of
+			// it the value is in range; beyond (and for infinity), pgx.
+			us := int64(binary.BigEndian.Uint64(src))
+			if us <= -y2kRange || us >= y2kRange {
+				return slow(src)
+			}
+			// As pgx builds it: time.Unix, so in time.Local.
+			return time.Unix(unixToY2K/1_000_000+us/1_000_000, (unixToY2K%1_000_000*1_000)+(us%1_000_000*1_000)), nil
+		}
 	case pgtype.TimestampOID:
 		return plannedFormat(m, oid, t.Codec, bin, func(v pgtype.Timestamp) any {
 			if v.InfinityModifier != pgtype.Finite {
@@ -171,3 +198,22 @@ func BinarySafe(oid uint32) bool {
 
 // defaultTypes is pgx's type map, for BinarySafe (read only).
 var defaultTypes = pgtype.NewMap()
+
+const (
+	unixToY2K = 946_684_800 * 1_000_000               // µs from 1970-01-01 to 2000-01-01
+	y2kRange  = 2000 * 365 * 24 * 60 * 60 * 1_000_000 // µs: ±2,000 years
+)
+
+// direct returns a decoder that reads a fixed-size binary value of size
+// bytes with read, and anything else with slow (nil when slow is nil).
+func direct(size int, slow valueFunc, read func([]byte) any) valueFunc {
+	if slow == nil {
+		return nil
+	}
+	return func(src []byte) (any, error) {
+		if len(src) != size {
+			return slow(src)
+		}
+		return read(src), nil
+	}
+}
