@@ -430,10 +430,10 @@ func (d *Decoder) spoolMessage(data []byte) error {
 		return &ParseError{Type: MessageType(data[0]), Offset: 1, Field: "xid", Reason: "message too short for a streamed message"}
 	}
 	subxid := uint32(data[1])<<24 | uint32(data[2])<<16 | uint32(data[3])<<8 | uint32(data[4])
-	// Validate now, so a malformed message is reported where it arrived.
-	if _, err := parse(data, true, &d.scratch); err != nil {
-		return err
-	}
+	// The message is parsed only at the Stream Commit, when it is decoded
+	// (a malformed one is reported then, and never if its transaction
+	// aborts): parsing it here too would cost a parse per row of every
+	// streamed transaction for nothing.
 	s := d.cur
 	if _, err := s.append(subxid, data); err != nil {
 		return err
