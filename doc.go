@@ -35,7 +35,9 @@
 // the [Change]s of an update, the commit time and LSN, and its position in
 // the transaction; [Event.ID] is unique and increasing. Values are the Go
 // values pgx returns for the same column (see [Event]); [Unchanged] stands
-// for an unchanged TOASTed value that Postgres did not send.
+// for an unchanged TOASTed value that Postgres did not send. The server
+// sends values in binary where walex can read them all ([Config.Transfer]);
+// the events are the same either way.
 //
 // # Delivery
 //

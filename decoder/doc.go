@@ -21,7 +21,9 @@
 // [Options.MemoryBudget], then in a spill file — and dropped on Stream
 // Abort (of the transaction or of a subtransaction). Committed
 // transactions are emitted as [Batch]es of at most [Options.MaxBatchEvents]
-// changes; the last one is Final.
+// changes; the last one is Final. A large streamed transaction is decoded
+// at its commit by several goroutines ([Options.ReplayWorkers]) and still
+// emitted in order.
 //
 // # Values
 //
@@ -29,5 +31,8 @@
 // the same column with pgx's default type map: a type pgx knows is decoded
 // by its codec (domains by their base type, via [TypeResolver]); a type it
 // does not know keeps its text form; NULL is nil; an unchanged TOASTed
-// value is [Unchanged].
+// value is [Unchanged]. Values may come in text or in binary (pgoutput's
+// binary option) and decode alike: binary values of the types [BinarySafe]
+// accepts are decoded here, others are converted to text by
+// [Options.TextOf].
 package decoder
