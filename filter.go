@@ -168,6 +168,12 @@ func valuesEqual(a, b any) bool {
 		if x.NaN || y.NaN || x.InfinityModifier != pgtype.Finite || y.InfinityModifier != pgtype.Finite || x.Int == nil || y.Int == nil {
 			return x.NaN == y.NaN && x.InfinityModifier == y.InfinityModifier && x.Valid == y.Valid && (x.Int == nil) == (y.Int == nil)
 		}
+		if x.Exp == y.Exp { // the common case (same column, same scale): no big.Rat
+			return x.Int.Cmp(y.Int) == 0
+		}
+		if x.Int.Sign() != y.Int.Sign() {
+			return false
+		}
 		rx, _ := toRat(x)
 		ry, _ := toRat(y)
 		return rx.Cmp(ry) == 0
