@@ -92,7 +92,7 @@ type Config struct {
 	// speed is the stream's ceiling. It adds at most this much latency, and
 	// only while changes arrive faster than one per ReadCoalesce; a quiet
 	// stream is read as soon as data arrives. Default 1 ms; negative turns
-	// it off.
+	// it off; 1 s or more is an error.
 	ReadCoalesce time.Duration
 	// Transfer is the form in which the server sends column values.
 	// Default TransferAuto: binary where walex reads every subscribed
@@ -310,6 +310,9 @@ func (c Config) validate() (*validated, error) {
 	}
 	if v.MaxBatchEvents == 0 {
 		v.MaxBatchEvents = 10000
+	}
+	if v.ReadCoalesce >= time.Second {
+		return nil, &ConfigError{Field: "ReadCoalesce", Reason: fmt.Sprintf("is %v; a busy stream would pause that long between reads (use up to a few milliseconds, or a negative value to turn coalescing off)", v.ReadCoalesce)}
 	}
 	if v.Transfer < TransferAuto || v.Transfer > TransferBinary {
 		return nil, &ConfigError{Field: "Transfer", Reason: fmt.Sprintf("is %d, not one of TransferAuto, TransferText, TransferBinary", int(v.Transfer))}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -29,6 +30,7 @@ func TestNewValidates(t *testing.T) {
 		{"Database", func(c *Config) { c.URL = ""; c.Host = "localhost"; c.Database = "" }},
 		{"MaxBatchEvents", func(c *Config) { c.MaxBatchEvents = -1 }},
 		{"Transfer", func(c *Config) { c.Transfer = TransferBinary + 1 }},
+		{"ReadCoalesce", func(c *Config) { c.ReadCoalesce = time.Second }},
 	}
 	for _, tc := range cases {
 		cfg := base
