@@ -35,7 +35,7 @@ const (
 	// walex's binary transfer is compared with a raw reader that asks for
 	// the same.
 	kindRawV2Bin = "raw-v2b"
-	kindWalex = "walex"  // walex.New/Run, default configuration
+	kindWalex    = "walex" // walex.New/Run, default configuration
 )
 
 var allKinds = []string{kindRawV1, kindRawV2, kindRawV2Bin, kindWalex}
