@@ -364,25 +364,34 @@ func (v *values) fill(m Message, rel *Relation, c *Change) (err error) {
 	return fmt.Errorf("decoder: %T is not a row change", m)
 }
 
-func (d *Decoder) change(emit Emit, relID uint32, fill func(*Relation, *Change) error) error {
+// claim gives the next row change of the open transaction, on relation
+// relID, its relation and index, and reports whether it is wanted (not
+// skipped by origin or by Options.Skip).
+func (d *Decoder) claim(relID uint32) (rel *Relation, idx int, wanted bool, err error) {
 	tx := d.tx
 	if tx == nil {
-		return fmt.Errorf("decoder: row change for relation %d outside a transaction", relID)
+		return nil, 0, false, fmt.Errorf("decoder: row change for relation %d outside a transaction", relID)
 	}
-	rel := d.rels[relID]
+	rel = d.rels[relID]
 	if tx.replay {
 		if r, ok := tx.rels[relID]; ok {
 			rel = r
 		}
 	}
 	if rel == nil {
-		return fmt.Errorf("decoder: row change for relation %d that no Relation message described", relID)
+		return nil, 0, false, fmt.Errorf("decoder: row change for relation %d that no Relation message described", relID)
 	}
-	idx := tx.index
+	idx = tx.index
 	tx.index++
-	if tx.skip || (d.opts.Skip != nil && d.opts.Skip(rel)) {
-		return nil
+	return rel, idx, !tx.skip && (d.opts.Skip == nil || !d.opts.Skip(rel)), nil
+}
+
+func (d *Decoder) change(emit Emit, relID uint32, fill func(*Relation, *Change) error) error {
+	rel, idx, wanted, err := d.claim(relID)
+	if err != nil || !wanted {
+		return err
 	}
+	tx := d.tx
 	if tx.par != nil {
 		// A change that needs no decoding (a truncate) during a parallel
 		// replay: queued in order with the others.

@@ -2,7 +2,6 @@ package decoder
 
 import (
 	"encoding/binary"
-	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -205,23 +204,13 @@ func (r *replayer) stop() {
 // replayed (d.tx), as d.change would decode it.
 func (d *Decoder) replayChange(r *replayer, msg []byte) error {
 	// A streamed insert, update or delete: type, xid, relation ID, ...
-	// (validated when it was spooled).
+	// (the rest is parsed by the worker).
 	if len(msg) < 9 {
 		return &ParseError{Type: MessageType(msg[0]), Offset: 5, Field: "relation", Reason: "message too short"}
 	}
-	relID := binary.BigEndian.Uint32(msg[5:])
-	tx := d.tx
-	rel, ok := tx.rels[relID]
-	if !ok {
-		rel = d.rels[relID]
-	}
-	if rel == nil {
-		return fmt.Errorf("decoder: row change for relation %d that no Relation message described", relID)
-	}
-	idx := tx.index
-	tx.index++
-	if tx.skip || (d.opts.Skip != nil && d.opts.Skip(rel)) {
-		return nil
+	rel, idx, wanted, err := d.claim(binary.BigEndian.Uint32(msg[5:]))
+	if err != nil || !wanted {
+		return err
 	}
 	return r.add(msg, rel, idx)
 }
