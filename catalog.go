@@ -291,6 +291,9 @@ func (t *catalog) binaryReady(ctx context.Context, tables []tableName) (bool, []
 			if err != nil {
 				return false, nil, fmt.Errorf("walex: column type of %s: bad OID %q", tbl, r[0])
 			}
+			if decoder.BinarySafe(uint32(oid)) {
+				continue // a built-in type: no need to ask for its base type
+			}
 			info, err := t.ResolveType(uint32(oid))
 			if err != nil {
 				return false, nil, err
