@@ -130,6 +130,9 @@ type Decoder struct {
 	// catalogMu serializes the calls of Options.Types and Options.TextOf,
 	// which the workers of a parallel replay may make at the same time.
 	catalogMu sync.Mutex
+	// replayMin and replayJob are replayMinEntries and replayJobChanges;
+	// tests lower them to reach the parallel replay with small streams.
+	replayMin, replayJob int
 }
 
 type txState struct {
@@ -161,6 +164,8 @@ func New(opts Options) *Decoder {
 		typeNames: make(map[uint32]string),
 		typeInfos: make(map[uint32]TypeInfo),
 		streams:   make(map[uint32]*spool),
+		replayMin: replayMinEntries,
+		replayJob: replayJobChanges,
 	}
 	var textOf func(uint32, []byte) ([]byte, error)
 	if opts.TextOf != nil {
@@ -488,7 +493,7 @@ func (d *Decoder) commitStream(m *StreamCommitMessage, emit Emit) error {
 		rels:   make(map[uint32]*Relation),
 	}
 	if s != nil {
-		if w := d.replayWorkers(); w > 1 && s.entries >= replayMinEntries {
+		if w := d.replayWorkers(); w > 1 && s.entries >= d.replayMin {
 			d.tx.par = d.startReplay(emit, w)
 		}
 		err := s.each(func(msg []byte, aborted bool) error {

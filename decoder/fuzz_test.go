@@ -1,6 +1,7 @@
 package decoder
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -26,12 +27,31 @@ func FuzzDecode(f *testing.F) {
 	f.Add(joinMessages(seed[7:]...))
 	f.Add(joinMessages(seed[:3]...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d := New(Options{MemoryBudget: 64, MaxBatchEvents: 2}) // spill files are unlinked at once: nothing to clean up
-		defer d.Close()
-		for _, m := range splitMessages(data) {
-			if err := d.Decode(m, func(*Batch) error { return nil }); err != nil {
-				return
+		msgs := splitMessages(data)
+		// Once on one goroutine, once with a parallel replay of every
+		// streamed transaction (jobs of 2 changes): the same batches, or an
+		// error from both.
+		run := func(workers int) ([]changeView, error) {
+			d := New(Options{MemoryBudget: 64, MaxBatchEvents: 2, ReplayWorkers: workers}) // spill files are unlinked at once: nothing to clean up
+			d.replayMin, d.replayJob = 1, 2
+			defer d.Close()
+			var bs []*Batch
+			for _, m := range msgs {
+				if err := d.Decode(m, func(b *Batch) error { bs = append(bs, b); return nil }); err != nil {
+					return nil, err
+				}
 			}
+			return views(bs), nil
+		}
+		serial, serr := run(1)
+		parallel, perr := run(3)
+		if (serr == nil) != (perr == nil) {
+			t.Fatalf("serial replay error %v, parallel %v", serr, perr)
+		}
+		// Compared in print (maps print sorted): NaN values are not equal
+		// to themselves for reflect.DeepEqual.
+		if s, p := fmt.Sprintf("%+v", serial), fmt.Sprintf("%+v", parallel); serr == nil && s != p {
+			t.Fatalf("serial and parallel replays differ:\n%s\n%s", s, p)
 		}
 	})
 }

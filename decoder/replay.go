@@ -60,6 +60,7 @@ type replayer struct {
 	pending []*replayJob // submitted and not yet emitted, in order
 	cur     *replayJob   // being filled
 	free    []*replayJob // emitted jobs, for reuse
+	jobSize int          // row changes per job
 	limit   int
 	wg      sync.WaitGroup
 	closed  bool
@@ -70,7 +71,7 @@ var parallelReplays atomic.Int64
 
 func (d *Decoder) startReplay(emit Emit, workers int) *replayer {
 	parallelReplays.Add(1)
-	r := &replayer{d: d, emit: emit, jobs: make(chan *replayJob, workers), limit: workers + 1}
+	r := &replayer{d: d, emit: emit, jobs: make(chan *replayJob, workers), jobSize: d.replayJob, limit: workers + 1}
 	for range workers {
 		r.wg.Add(1)
 		go r.work(newValues(d.textOf, make(map[*Relation][]columnCodec)))
@@ -126,9 +127,9 @@ func (r *replayer) job() *replayJob {
 			r.cur = j
 		} else {
 			r.cur = &replayJob{
-				buf:   make([]byte, 0, 256*replayJobChanges),
-				items: make([]replayItem, 0, replayJobChanges),
-				out:   make([]Change, 0, replayJobChanges),
+				buf:   make([]byte, 0, 256*r.jobSize),
+				items: make([]replayItem, 0, r.jobSize),
+				out:   make([]Change, 0, r.jobSize),
 				done:  make(chan struct{}),
 			}
 		}
@@ -137,7 +138,7 @@ func (r *replayer) job() *replayJob {
 }
 
 func (r *replayer) maybeSubmit() error {
-	if len(r.cur.items) < replayJobChanges {
+	if len(r.cur.items) < r.jobSize {
 		return nil
 	}
 	return r.submit()
