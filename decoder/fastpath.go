@@ -22,6 +22,7 @@ func fastText(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]str
 		if _, ok := t.Codec.(pgtype.TextCodec); ok {
 			return func(src []byte) (any, error) { return string(src), nil }
 		}
+		return nil
 	case pgtype.JSONOID, pgtype.JSONBOID:
 		return func(src []byte) (any, error) {
 			if v, ok := parseJSON(src, jsonKeys); ok {
@@ -29,68 +30,8 @@ func fastText(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]str
 			}
 			return t.Codec.DecodeValue(m, oid, pgtype.TextFormatCode, src)
 		}
-	case pgtype.Int2OID:
-		return planned(m, oid, t.Codec, func(v int16) any { return v })
-	case pgtype.Int4OID:
-		return planned(m, oid, t.Codec, func(v int32) any { return v })
-	case pgtype.Int8OID:
-		return planned(m, oid, t.Codec, func(v int64) any { return v })
-	case pgtype.Float4OID:
-		return planned(m, oid, t.Codec, func(v float32) any { return v })
-	case pgtype.Float8OID:
-		return planned(m, oid, t.Codec, func(v float64) any { return v })
-	case pgtype.BoolOID:
-		return planned(m, oid, t.Codec, func(v bool) any { return v })
-	case pgtype.TimestamptzOID:
-		return planned(m, oid, t.Codec, func(v pgtype.Timestamptz) any {
-			if v.InfinityModifier != pgtype.Finite {
-				return v.InfinityModifier
-			}
-			return v.Time
-		})
-	case pgtype.TimestampOID:
-		return planned(m, oid, t.Codec, func(v pgtype.Timestamp) any {
-			if v.InfinityModifier != pgtype.Finite {
-				return v.InfinityModifier
-			}
-			return v.Time
-		})
-	case pgtype.DateOID:
-		return planned(m, oid, t.Codec, func(v pgtype.Date) any {
-			if v.InfinityModifier != pgtype.Finite {
-				return v.InfinityModifier
-			}
-			return v.Time
-		})
 	}
-	return nil
-}
-
-// planned plans a text scan into a T once and returns a decoder that
-// reuses the plan and its scan target. The returned function is used by
-// the decoder's goroutine only: it is not safe for concurrent use.
-func planned[T any](m *pgtype.Map, oid uint32, codec pgtype.Codec, conv func(T) any) valueFunc {
-	return plannedFormat(m, oid, codec, pgtype.TextFormatCode, conv)
-}
-
-// plannedFormat is planned for the given format code.
-func plannedFormat[T any](m *pgtype.Map, oid uint32, codec pgtype.Codec, format int16, conv func(T) any) valueFunc {
-	var probe T
-	plan := codec.PlanScan(m, oid, format, &probe)
-	if plan == nil {
-		return nil
-	}
-	// v is reused from value to value: a fresh one per call would escape to
-	// the heap (plan.Scan takes it as an interface), one allocation per
-	// value for nothing.
-	var v, zero T
-	return func(src []byte) (any, error) {
-		v = zero
-		if err := plan.Scan(src, &v); err != nil {
-			return nil, err
-		}
-		return conv(v), nil
-	}
+	return plannedScalar(m, oid, t.Codec, pgtype.TextFormatCode)
 }
 
 // fastBinary is fastText for the binary form (see BinarySafe): the same
@@ -100,10 +41,8 @@ func plannedFormat[T any](m *pgtype.Map, oid uint32, codec pgtype.Codec, format 
 func fastBinary(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]string) valueFunc {
 	const bin int16 = pgtype.BinaryFormatCode
 	switch oid {
-	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID:
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID, pgtype.JSONOID:
 		// The binary form of these types is their text.
-		return fastText(m, oid, t, jsonKeys)
-	case pgtype.JSONOID:
 		return fastText(m, oid, t, jsonKeys)
 	case pgtype.JSONBOID:
 		// A version byte (1), then the text form.
@@ -122,35 +61,25 @@ func fastBinary(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]s
 			}
 			return t.Codec.DecodeValue(m, oid, bin, src)
 		}
+	}
+	slow := plannedScalar(m, oid, t.Codec, bin)
+	if slow == nil {
+		return nil
+	}
 	// The fixed-size types are read directly when the input is what the
 	// server sends, and through pgx otherwise (for the same error).
+	switch oid {
 	case pgtype.Int2OID:
-		return direct(2, plannedFormat(m, oid, t.Codec, bin, func(v int16) any { return v }),
-			func(src []byte) any { return int16(binary.BigEndian.Uint16(src)) })
+		return direct(2, slow, func(src []byte) any { return int16(binary.BigEndian.Uint16(src)) })
 	case pgtype.Int4OID:
-		return direct(4, plannedFormat(m, oid, t.Codec, bin, func(v int32) any { return v }),
-			func(src []byte) any { return int32(binary.BigEndian.Uint32(src)) })
+		return direct(4, slow, func(src []byte) any { return int32(binary.BigEndian.Uint32(src)) })
 	case pgtype.Int8OID:
-		return direct(8, plannedFormat(m, oid, t.Codec, bin, func(v int64) any { return v }),
-			func(src []byte) any { return int64(binary.BigEndian.Uint64(src)) })
+		return direct(8, slow, func(src []byte) any { return int64(binary.BigEndian.Uint64(src)) })
 	case pgtype.Float4OID:
-		return direct(4, plannedFormat(m, oid, t.Codec, bin, func(v float32) any { return v }),
-			func(src []byte) any { return math.Float32frombits(binary.BigEndian.Uint32(src)) })
+		return direct(4, slow, func(src []byte) any { return math.Float32frombits(binary.BigEndian.Uint32(src)) })
 	case pgtype.Float8OID:
-		return direct(8, plannedFormat(m, oid, t.Codec, bin, func(v float64) any { return v }),
-			func(src []byte) any { return math.Float64frombits(binary.BigEndian.Uint64(src)) })
-	case pgtype.BoolOID:
-		return plannedFormat(m, oid, t.Codec, bin, func(v bool) any { return v })
+		return direct(8, slow, func(src []byte) any { return math.Float64frombits(binary.BigEndian.Uint64(src)) })
 	case pgtype.TimestamptzOID:
-		slow := plannedFormat(m, oid, t.Codec, bin, func(v pgtype.Timestamptz) any {
-			if v.InfinityModifier != pgtype.Finite {
-				return v.InfinityModifier
-			}
-			return v.Time
-		})
-		if slow == nil {
-			return nil
-		}
 		return func(src []byte) (any, error) {
 			if len(src) != 8 {
 				return slow(src)
@@ -164,22 +93,78 @@ func fastBinary(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]s
 			// As pgx builds it: time.Unix, so in time.Local.
 			return time.Unix(unixToY2K/1_000_000+us/1_000_000, (unixToY2K%1_000_000*1_000)+(us%1_000_000*1_000)), nil
 		}
+	}
+	return slow
+}
+
+// plannedScalar returns a planned decoder for the scalar types whose Go
+// value is the scan target itself (integers, floats, bool) or derived from
+// it (timestamps and dates: the time, or the infinity), in either format;
+// nil for other types.
+func plannedScalar(m *pgtype.Map, oid uint32, codec pgtype.Codec, format int16) valueFunc {
+	switch oid {
+	case pgtype.Int2OID:
+		return planned(m, oid, codec, format, func(v int16) any { return v })
+	case pgtype.Int4OID:
+		return planned(m, oid, codec, format, func(v int32) any { return v })
+	case pgtype.Int8OID:
+		return planned(m, oid, codec, format, func(v int64) any { return v })
+	case pgtype.Float4OID:
+		return planned(m, oid, codec, format, func(v float32) any { return v })
+	case pgtype.Float8OID:
+		return planned(m, oid, codec, format, func(v float64) any { return v })
+	case pgtype.BoolOID:
+		return planned(m, oid, codec, format, func(v bool) any { return v })
+	case pgtype.TimestamptzOID:
+		return planned(m, oid, codec, format, func(v pgtype.Timestamptz) any { return timeValue(v.Time, v.InfinityModifier) })
 	case pgtype.TimestampOID:
-		return plannedFormat(m, oid, t.Codec, bin, func(v pgtype.Timestamp) any {
-			if v.InfinityModifier != pgtype.Finite {
-				return v.InfinityModifier
-			}
-			return v.Time
-		})
+		return planned(m, oid, codec, format, func(v pgtype.Timestamp) any { return timeValue(v.Time, v.InfinityModifier) })
 	case pgtype.DateOID:
-		return plannedFormat(m, oid, t.Codec, bin, func(v pgtype.Date) any {
-			if v.InfinityModifier != pgtype.Finite {
-				return v.InfinityModifier
-			}
-			return v.Time
-		})
+		return planned(m, oid, codec, format, func(v pgtype.Date) any { return timeValue(v.Time, v.InfinityModifier) })
 	}
 	return nil
+}
+
+// timeValue is what pgx's DecodeValue gives for a timestamp or a date: the
+// infinity, or the time.
+func timeValue(t time.Time, inf pgtype.InfinityModifier) any {
+	if inf != pgtype.Finite {
+		return inf
+	}
+	return t
+}
+
+// planned plans a scan into a T once and returns a decoder that reuses the
+// plan and its scan target. The returned function is used by the
+// decoder's goroutine only: it is not safe for concurrent use.
+func planned[T any](m *pgtype.Map, oid uint32, codec pgtype.Codec, format int16, conv func(T) any) valueFunc {
+	var probe T
+	plan := codec.PlanScan(m, oid, format, &probe)
+	if plan == nil {
+		return nil
+	}
+	// v is reused from value to value: a fresh one per call would escape to
+	// the heap (plan.Scan takes it as an interface), one allocation per
+	// value for nothing.
+	var v, zero T
+	return func(src []byte) (any, error) {
+		v = zero
+		if err := plan.Scan(src, &v); err != nil {
+			return nil, err
+		}
+		return conv(v), nil
+	}
+}
+
+// direct returns a decoder that reads a fixed-size binary value of size
+// bytes with read, and anything else with slow.
+func direct(size int, slow valueFunc, read func([]byte) any) valueFunc {
+	return func(src []byte) (any, error) {
+		if len(src) != size {
+			return slow(src)
+		}
+		return read(src), nil
+	}
 }
 
 // BinarySafe reports whether the decoder decodes values of the type with
@@ -203,17 +188,3 @@ const (
 	unixToY2K = 946_684_800 * 1_000_000               // µs from 1970-01-01 to 2000-01-01
 	y2kRange  = 2000 * 365 * 24 * 60 * 60 * 1_000_000 // µs: ±2,000 years
 )
-
-// direct returns a decoder that reads a fixed-size binary value of size
-// bytes with read, and anything else with slow (nil when slow is nil).
-func direct(size int, slow valueFunc, read func([]byte) any) valueFunc {
-	if slow == nil {
-		return nil
-	}
-	return func(src []byte) (any, error) {
-		if len(src) != size {
-			return slow(src)
-		}
-		return read(src), nil
-	}
-}

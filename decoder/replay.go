@@ -114,7 +114,8 @@ func (r *replayer) add(msg []byte, rel *Relation, idx int) error {
 
 // addDecoded queues a change that needs no decoding.
 func (r *replayer) addDecoded(c Change) error {
-	r.job().items = append(r.job().items, replayItem{end: -1, pre: c})
+	j := r.job()
+	j.items = append(j.items, replayItem{end: -1, pre: c})
 	return r.maybeSubmit()
 }
 
