@@ -45,7 +45,9 @@ func TestTransferAuto(t *testing.T) {
 	c.OnEvent(walex.AllTables, r.handler("all"))
 	running(t, c)
 	waitStreaming(t, url, "auto_walex")
-	if !strings.Contains(logged(), "binary=true") {
+	// The walsender can report streaming a moment before the client logs
+	// that it started.
+	if !waitLogged(logged, "replication started") || !strings.Contains(logged(), "binary=true") {
 		t.Fatalf("plain's types are all read in binary, but the connection is not binary:\n%s", logged())
 	}
 
@@ -80,10 +82,25 @@ func TestTransferAuto(t *testing.T) {
 	c2.OnEvent(walex.AllTables, func(context.Context, []walex.Event) error { return nil })
 	running(t, c2)
 	waitStreaming(t, url, "auto2_walex")
-	mu.Lock()
-	out := logs2.String()
-	mu.Unlock()
-	if !strings.Contains(out, "binary=false") || !strings.Contains(out, "public.mood") {
+	logged2 := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs2.String()
+	}
+	waitLogged(logged2, "replication started")
+	if out := logged2(); !strings.Contains(out, "binary=false") || !strings.Contains(out, "public.mood") {
 		t.Errorf("with moods subscribed the connection should be text, naming mood as the reason:\n%s", out)
 	}
+}
+
+// waitLogged waits up to 10 s for logged() to contain s.
+func waitLogged(logged func() string, s string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logged(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
