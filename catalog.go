@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/walex-go/walex/decoder"
+	"github.com/walex-go/walex/internal/sqlquote"
 	"github.com/walex-go/walex/replication"
 )
 
@@ -44,30 +45,11 @@ func (c *Client) prepareTables(ctx context.Context, cfg *validated, cat *catalog
 	for _, t := range unpublished {
 		c.logger().Warn("walex: subscribed table is not in the publication, so no events will come for it",
 			"table", t.String(), "publication", cfg.Publication,
-			"fix", "ALTER PUBLICATION "+quoteIdent(cfg.Publication)+" ADD TABLE "+t.quoted()+" (or set Config.CreatePublication)")
+			"fix", "ALTER PUBLICATION "+sqlquote.Ident(cfg.Publication)+" ADD TABLE "+t.quoted()+" (or set Config.CreatePublication)")
 	}
 	c.warnUnjudgedFilters(ctx, cat)
 	return nil
 }
-
-// subscribed returns the current subscriptions, sorted.
-func (c *Client) subscribed() []tableName {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]tableName(nil), c.cfg.subs...)
-}
-
-func joinTables(ts []tableName) string {
-	var s []string
-	for _, t := range ts {
-		s = append(s, t.String())
-	}
-	return strings.Join(s, ", ")
-}
-
-func (t tableName) quoted() string { return quoteIdent(t.Schema) + "." + quoteIdent(t.Table) }
-
-func quoteIdent(s string) string { return replication.QuoteIdentifier(s) }
 
 // catalog runs catalog queries (type lookups, table checks, publication
 // management) on a normal connection, opened on first use. It is used by
@@ -169,7 +151,7 @@ func (t *catalog) ensurePublication(ctx context.Context, pub string, tables []ta
 		for _, tbl := range tables {
 			names = append(names, tbl.quoted())
 		}
-		sql := "CREATE PUBLICATION " + quoteIdent(pub) + " FOR TABLE " + strings.Join(names, ", ")
+		sql := "CREATE PUBLICATION " + sqlquote.Ident(pub) + " FOR TABLE " + strings.Join(names, ", ")
 		if _, err := t.conn.Exec(ctx, sql).ReadAll(); err != nil {
 			return permanentf("walex: create publication %q (Config.CreatePublication): %w", pub, err)
 		}
@@ -184,7 +166,7 @@ func (t *catalog) ensurePublication(ctx context.Context, pub string, tables []ta
 		return err
 	}
 	for _, tbl := range missing {
-		sql := "ALTER PUBLICATION " + quoteIdent(pub) + " ADD TABLE " + tbl.quoted()
+		sql := "ALTER PUBLICATION " + sqlquote.Ident(pub) + " ADD TABLE " + tbl.quoted()
 		if _, err := t.conn.Exec(ctx, sql).ReadAll(); err != nil {
 			return permanentf("walex: add table %s to publication %q (Config.CreatePublication): %w", tbl, pub, err)
 		}
@@ -220,7 +202,7 @@ func (c *Client) warnUnjudgedFilters(ctx context.Context, cat *catalog) {
 		}
 		if ident != "f" {
 			c.logger().Warn("walex: UnwatchedFields cannot judge updates of this table, so they are all kept: Postgres sends no old values without REPLICA IDENTITY FULL",
-				"table", r.table.String(), "fix", "ALTER TABLE "+quoteIdent(r.table.Schema)+"."+quoteIdent(r.table.Table)+" REPLICA IDENTITY FULL")
+				"table", r.table.String(), "fix", "ALTER TABLE "+sqlquote.Ident(r.table.Schema)+"."+sqlquote.Ident(r.table.Table)+" REPLICA IDENTITY FULL")
 		}
 		c.warned[r.table] = true
 	}

@@ -120,7 +120,7 @@ func TestSlotTakeover(t *testing.T) {
 	exec(t, url, `INSERT INTO t VALUES (1)`)
 	ra.wait(t, 1)
 	mu.Lock()
-	waiting := strings.Contains(logs.String(), "waiting for the replication slot") && strings.Contains(logs.String(), "active_pid=")
+	waiting := strings.Contains(logs.String(), "waiting for the replication slot") && strings.Contains(logs.String(), " pid=")
 	mu.Unlock()
 	if !waiting {
 		t.Errorf("standby did not log that it waits for the slot:\n%s", logs.String())

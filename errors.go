@@ -62,3 +62,25 @@ func IsPermanent(err error) bool {
 	var he *HandlerError
 	return replication.IsPermanent(err) || errors.Is(err, ErrInvalidConfig) || errors.Is(err, ErrNotSubscribed) || errors.Is(err, ErrTableNotFound) || errors.As(err, &he)
 }
+
+// ConfigError reports an invalid Config field.
+type ConfigError struct {
+	Field  string
+	Reason string
+	Err    error
+}
+
+// Error implements the error interface.
+func (e *ConfigError) Error() string {
+	msg := "walex: invalid Config." + e.Field + ": " + e.Reason
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the underlying error.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrInvalidConfig) true.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }

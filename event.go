@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/walex-go/walex/decoder"
+	"github.com/walex-go/walex/internal/equal"
 )
 
 // LSN is a PostgreSQL WAL position ("16/B374D848").
@@ -188,7 +189,7 @@ func changes(old, new map[string]any) map[string]Change {
 		if !ok || nv == Unchanged || ov == Unchanged {
 			continue
 		}
-		if !valuesEqual(ov, nv) {
+		if !equal.Values(ov, nv) {
 			ch[k] = Change{OldValue: ov, NewValue: nv}
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
-	"time"
 )
 
 // Handler handles the events of one transaction: for a table handler, the
@@ -33,46 +32,6 @@ type Handler func(ctx context.Context, events []Event) error
 // Function runs for each event that passed a registration's filters; see
 // WithFunctions.
 type Function func(ctx context.Context, event Event) error
-
-// Option configures one handler registration.
-type Option func(*registration)
-
-// WithFilters drops events before the handler sees them; see Filters.
-func WithFilters(f Filters) Option {
-	return func(r *registration) { r.filters = f }
-}
-
-// WithFunctions runs each function for each event that passed the
-// filters, after the handler returned nil. The functions of one call run
-// concurrently on a bounded pool (WithConcurrency, default 8), and the call
-// waits for all of them: an error or panic in any function fails the call
-// like a handler error, and the whole call (handler and functions) is
-// retried. Functions must therefore be safe for concurrent use and
-// idempotent.
-func WithFunctions(fns ...Function) Option {
-	return func(r *registration) {
-		for _, f := range fns {
-			if f == nil {
-				panic("walex: WithFunctions: nil function")
-			}
-		}
-		r.functions = append(r.functions, fns...)
-	}
-}
-
-// WithConcurrency sets how many functions of one handler call run at once.
-func WithConcurrency(n int) Option {
-	if n < 1 {
-		panic(fmt.Sprintf("walex: WithConcurrency(%d): must be at least 1", n))
-	}
-	return func(r *registration) { r.concurrency = n }
-}
-
-// WithName names the registration in logs and errors (default: the
-// handler function's name).
-func WithName(name string) Option {
-	return func(r *registration) { r.name = name }
-}
 
 // registration is one On* call.
 type registration struct {
@@ -130,7 +89,7 @@ func (g *registry) add(method, table string, types []EventType, h Handler, opts 
 		if o == nil {
 			panic(fmt.Sprintf("walex: %s(%q): nil Option", method, table))
 		}
-		o(r)
+		o.apply(r)
 	}
 	if r.name == "" {
 		r.name = funcName(h)
@@ -226,32 +185,4 @@ func (r *registration) runFunctions(ctx context.Context, events []Event) error {
 		return first
 	}
 	return context.Cause(ctx)
-}
-
-// dispatchCall calls a registration with retries; it returns a
-// *HandlerError once the retry policy is exhausted, or ctx's error.
-func (c *Client) dispatchCall(ctx context.Context, r *registration, mw []func(Handler) Handler, table string, events []Event) error {
-	policy := c.cfg.RetryPolicy
-	for attempt := 1; ; attempt++ {
-		err := r.call(ctx, mw, events)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		c.stats.retries.Add(1)
-		if policy.MaxAttempts > 0 && attempt >= policy.MaxAttempts {
-			return &HandlerError{Table: table, Handler: r.String(), EventID: events[0].ID(), Attempts: attempt, Err: err}
-		}
-		d := policy.delay(attempt)
-		c.logger().Warn("walex handler failed; retrying", "handler", r.String(), "table", table, "event_id", events[0].ID(), "attempt", attempt, "retry_in", d, "err", err)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
 }

@@ -42,35 +42,3 @@ func TestEventJSON(t *testing.T) {
 		t.Errorf("json.Marshal(event) =\n%s\nwant\n%s", got, want)
 	}
 }
-
-func TestValuesEqual(t *testing.T) {
-	nan := math.NaN()
-	type point struct{ X, Y float64 }
-	cases := []struct {
-		a, b any
-		want bool
-	}{
-		{nan, nan, true},
-		{float32(nan), float32(nan), true},
-		{[]any{nan, 1.0}, []any{nan, 1.0}, true},
-		{point{nan, 1}, point{nan, 1}, true},
-		{point{nan, 1}, point{nan, 2}, false},
-		{map[string]any{"a": []any{1.0}}, map[string]any{"a": []any{1.0}}, true},
-		{map[string]any{"a": 1.0}, map[string]any{"b": 1.0}, false},
-		{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 1, 0, 0, 0, time.FixedZone("x", 3600)), true},
-		{pgtype.Numeric{Int: big.NewInt(10), Exp: 0, Valid: true}, pgtype.Numeric{Int: big.NewInt(1), Exp: 1, Valid: true}, true},
-		{pgtype.Numeric{Int: big.NewInt(150), Exp: -2, Valid: true}, pgtype.Numeric{Int: big.NewInt(15), Exp: -1, Valid: true}, true},
-		{pgtype.Numeric{Int: big.NewInt(150), Exp: -2, Valid: true}, pgtype.Numeric{Int: big.NewInt(151), Exp: -2, Valid: true}, false},
-		{pgtype.Numeric{Int: big.NewInt(150), Exp: -2, Valid: true}, pgtype.Numeric{Int: big.NewInt(150), Exp: -2, Valid: true}, true},
-		{pgtype.Numeric{Int: big.NewInt(-15), Exp: -1, Valid: true}, pgtype.Numeric{Int: big.NewInt(150), Exp: -2, Valid: true}, false},
-		{pgtype.Numeric{Int: big.NewInt(0), Exp: 0, Valid: true}, pgtype.Numeric{Int: big.NewInt(0), Exp: -2, Valid: true}, true},
-		{int32(1), int64(1), false},
-		{nil, nil, true},
-		{[]byte{1}, []byte{1}, true},
-	}
-	for i, c := range cases {
-		if got := valuesEqual(c.a, c.b); got != c.want {
-			t.Errorf("case %d: valuesEqual(%#v, %#v) = %t, want %t", i, c.a, c.b, got, c.want)
-		}
-	}
-}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/walex-go/walex"
+	"github.com/walex-go/walex/internal/equal"
 	"github.com/walex-go/walex/internal/pgtest"
 )
 
@@ -64,10 +65,10 @@ func TestTransferAuto(t *testing.T) {
 	r.mu.Unlock()
 	wantTS := time.Date(2026, 11, 24, 1, 2, 3, 0, time.UTC)
 	if n, ok := plain["n"].(pgtype.Numeric); !ok || n.Int.Cmp(big.NewInt(150)) != 0 || n.Exp != -2 ||
-		plain["p"] != int32(5) || !wantTS.Equal(plain["ts"].(time.Time)) || !sameValue(plain["tags"], []any{"a", "b c"}) {
+		plain["p"] != int32(5) || !wantTS.Equal(plain["ts"].(time.Time)) || !equal.Strict(plain["tags"], []any{"a", "b c"}) {
 		t.Errorf("plain = %#v", plain)
 	}
-	if moods["m"] != "happy" || !sameValue(moods["ms"], "{sad,happy}") {
+	if moods["m"] != "happy" || !equal.Strict(moods["ms"], "{sad,happy}") {
 		t.Errorf("moods = %#v, want the enum's label and the array's text", moods)
 	}
 	if !strings.Contains(logged(), "the server converts each one") || !strings.Contains(logged(), "type=public.mood") {

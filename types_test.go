@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/walex-go/walex"
+	"github.com/walex-go/walex/internal/equal"
 )
 
 // typeCase is one row of the type matrix: a column type and sample values.
@@ -219,87 +219,6 @@ func queryRows(ctx context.Context, conn *pgx.Conn, sql string) ([]map[string]an
 	return out, rows.Err()
 }
 
-// sameValue is reflect.DeepEqual except that a floating-point NaN equals a
-// NaN of the same type, wherever it is nested. The exception is principled:
-// Postgres itself treats NaN as equal to NaN (float8 'NaN' = 'NaN' is true),
-// and the oracle and the event carry the very same NaN; DeepEqual's
-// IEEE-754 rule NaN != NaN would make a correct value look wrong.
-func sameValue(a, b any) bool {
-	if reflect.DeepEqual(a, b) {
-		return true
-	}
-	return deepEqualNaN(reflect.ValueOf(a), reflect.ValueOf(b))
-}
-
-func deepEqualNaN(a, b reflect.Value) bool {
-	if a.IsValid() != b.IsValid() {
-		return false
-	}
-	if !a.IsValid() {
-		return true
-	}
-	if a.Type() != b.Type() {
-		return false
-	}
-	switch a.Kind() {
-	case reflect.Float32, reflect.Float64:
-		x, y := a.Float(), b.Float()
-		return x == y || x != x && y != y
-	case reflect.Complex64, reflect.Complex128:
-		return a.Complex() == b.Complex()
-	case reflect.Bool:
-		return a.Bool() == b.Bool()
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return a.Int() == b.Int()
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return a.Uint() == b.Uint()
-	case reflect.String:
-		return a.String() == b.String()
-	case reflect.Slice:
-		if a.IsNil() != b.IsNil() {
-			return false
-		}
-		fallthrough
-	case reflect.Array:
-		if a.Len() != b.Len() {
-			return false
-		}
-		for i := range a.Len() {
-			if !deepEqualNaN(a.Index(i), b.Index(i)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Map:
-		if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
-			return false
-		}
-		for _, k := range a.MapKeys() {
-			if !deepEqualNaN(a.MapIndex(k), b.MapIndex(k)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Struct:
-		for i := range a.NumField() {
-			if !deepEqualNaN(a.Field(i), b.Field(i)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Pointer, reflect.Interface:
-		if a.IsNil() || b.IsNil() {
-			return a.IsNil() == b.IsNil()
-		}
-		if a.Kind() == reflect.Pointer && a.Pointer() == b.Pointer() {
-			return true
-		}
-		return deepEqualNaN(a.Elem(), b.Elem())
-	}
-	// Func, Chan, UnsafePointer.
-	return a.Pointer() == b.Pointer()
-}
-
 // compareRecord reports every column of want whose value in got differs
 // (sameValue) or is missing, and every column in got that want lacks.
 func compareRecord(t *testing.T, what string, got, want map[string]any) {
@@ -314,7 +233,7 @@ func compareRecord(t *testing.T, what string, got, want map[string]any) {
 			t.Errorf("%s[%s] is missing, want %#v (%T)", what, k, w, w)
 			continue
 		}
-		if !sameValue(g, w) {
+		if !equal.Strict(g, w) {
 			t.Errorf("%s[%s] = %#v (%T), want %#v (%T)", what, k, g, g, w, w)
 		}
 	}
@@ -334,12 +253,12 @@ func checkChanges(t *testing.T, what string, changes map[string]walex.Change, be
 	for k, nv := range after {
 		ov := before[k]
 		ch, listed := changes[k]
-		switch differs := !sameValue(ov, nv); {
+		switch differs := !equal.Strict(ov, nv); {
 		case differs && !listed:
 			t.Errorf("%s lacks %s: %#v → %#v", what, k, ov, nv)
 		case !differs && listed:
 			t.Errorf("%s[%s] = %#v → %#v, but the value did not change", what, k, ch.OldValue, ch.NewValue)
-		case listed && (!sameValue(ch.OldValue, ov) || !sameValue(ch.NewValue, nv)):
+		case listed && (!equal.Strict(ch.OldValue, ov) || !equal.Strict(ch.NewValue, nv)):
 			t.Errorf("%s[%s] = %#v → %#v, want %#v → %#v", what, k, ch.OldValue, ch.NewValue, ov, nv)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/walex-go/walex/internal/sqlquote"
 )
 
 // LSN is a WAL position.
@@ -211,7 +212,7 @@ func (c *Conn) setup(ctx context.Context) error {
 			c.cfg.StatusInterval = timeout / 3
 		}
 	}
-	n, err := c.queryValue(ctx, "SELECT count(*) FROM pg_publication WHERE pubname = "+QuoteLiteral(c.cfg.Publication))
+	n, err := c.queryValue(ctx, "SELECT count(*) FROM pg_publication WHERE pubname = "+sqlquote.Literal(c.cfg.Publication))
 	if err != nil {
 		return fmt.Errorf("replication: check publication: %w", err)
 	}
@@ -239,7 +240,7 @@ func (c *Conn) createSlot(ctx context.Context) error {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
 		c.slot = c.cfg.Slot + "_" + hex.EncodeToString(b[:])
-		sql := fmt.Sprintf("CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT", QuoteIdentifier(c.slot))
+		sql := fmt.Sprintf("CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT", sqlquote.Ident(c.slot))
 		if _, err := c.conn.Exec(ctx, sql).ReadAll(); err != nil {
 			return fmt.Errorf("replication: create temporary slot %q: %w", c.slot, err)
 		}
@@ -251,12 +252,12 @@ func (c *Conn) createSlot(ctx context.Context) error {
 	if c.serverVersion >= 13 {
 		walStatus = "coalesce(wal_status, '')"
 	}
-	rows, err := c.query(ctx, "SELECT plugin, coalesce(database, ''), active, coalesce(active_pid, 0), "+walStatus+" FROM pg_replication_slots WHERE slot_name = "+QuoteLiteral(c.slot))
+	rows, err := c.query(ctx, "SELECT plugin, coalesce(database, ''), active, coalesce(active_pid, 0), "+walStatus+" FROM pg_replication_slots WHERE slot_name = "+sqlquote.Literal(c.slot))
 	if err != nil {
 		return fmt.Errorf("replication: look up slot %q: %w", c.slot, err)
 	}
 	if len(rows) == 0 {
-		sql := fmt.Sprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT", QuoteIdentifier(c.slot))
+		sql := fmt.Sprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT", sqlquote.Ident(c.slot))
 		if _, err := c.conn.Exec(ctx, sql).ReadAll(); err != nil {
 			return fmt.Errorf("replication: create slot %q: %w", c.slot, err)
 		}
@@ -297,7 +298,7 @@ func (e *SlotInUseError) Is(target error) bool { return target == ErrSlotInUse }
 func (c *Conn) startReplication(ctx context.Context) error {
 	opts := []string{
 		fmt.Sprintf("proto_version '%d'", c.protoVersion),
-		"publication_names " + QuoteLiteral(QuoteIdentifier(c.cfg.Publication)),
+		"publication_names " + sqlquote.Literal(sqlquote.Ident(c.cfg.Publication)),
 	}
 	if c.serverVersion >= 14 {
 		opts = append(opts, "messages 'true'")
@@ -311,7 +312,7 @@ func (c *Conn) startReplication(ctx context.Context) error {
 	if c.cfg.OriginNone && c.serverVersion >= 16 {
 		opts = append(opts, "origin 'none'")
 	}
-	sql := fmt.Sprintf("START_REPLICATION SLOT %s LOGICAL 0/0 (%s)", QuoteIdentifier(c.slot), strings.Join(opts, ", "))
+	sql := fmt.Sprintf("START_REPLICATION SLOT %s LOGICAL 0/0 (%s)", sqlquote.Ident(c.slot), strings.Join(opts, ", "))
 	c.conn.Frontend().Send(&pgproto3.Query{String: sql})
 	if err := c.conn.Frontend().Flush(); err != nil {
 		return fmt.Errorf("replication: send START_REPLICATION: %w", err)
@@ -579,16 +580,6 @@ func (c *Conn) queryValue(ctx context.Context, sql string) (string, error) {
 		return "", fmt.Errorf("query %q returned %d rows", sql, len(rows))
 	}
 	return rows[0][0], nil
-}
-
-// QuoteIdentifier quotes a SQL identifier.
-func QuoteIdentifier(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-}
-
-// QuoteLiteral quotes a SQL string literal (standard_conforming_strings on).
-func QuoteLiteral(s string) string {
-	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
 }
 
 // parsePGDuration parses a time setting as SHOW prints it: "60s", "1min",

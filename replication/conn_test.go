@@ -19,15 +19,6 @@ func TestParsePGDuration(t *testing.T) {
 	}
 }
 
-func TestQuote(t *testing.T) {
-	if got, want := QuoteIdentifier(`a"b`), `"a""b"`; got != want {
-		t.Errorf("QuoteIdentifier = %s, want %s", got, want)
-	}
-	if got, want := QuoteLiteral(`it's`), `'it''s'`; got != want {
-		t.Errorf("QuoteLiteral = %s, want %s", got, want)
-	}
-}
-
 func TestDefaultProtoVersion(t *testing.T) {
 	for major, want := range map[int]int{10: 1, 13: 1, 14: 2, 15: 3, 16: 4, 17: 4, 18: 4} {
 		if got := DefaultProtoVersion(major); got != want {

@@ -1,0 +1,301 @@
+package walex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/walex-go/walex/decoder"
+	"github.com/walex-go/walex/internal/logkey"
+	"github.com/walex-go/walex/replication"
+)
+
+// session is one connection of Run: the catalog checks, the replication
+// connection, the decoder that reads it and the dispatcher goroutine that
+// calls the handlers. Run makes a new session for every (re)connect; its
+// steps are its methods, in the order run calls them.
+//
+// Two goroutines do the work. The one that calls run owns the
+// replication connection: it reads the stream, decodes it and hands
+// batches to the dispatcher over a channel of one (the back-pressure); it
+// keeps answering the server while the dispatcher is busy. The dispatcher
+// goroutine calls the handlers and, when a transaction is done,
+// acknowledges its end LSN to the connection.
+type session struct {
+	c   *Client
+	cfg *validated // the configuration as of the session's start
+
+	ctx    context.Context // ends when the session ends
+	cancel context.CancelCauseFunc
+
+	cat  *catalog
+	conn *replication.Conn
+	dec  *decoder.Decoder
+
+	batches  chan *decoder.Batch
+	acked    atomic.Uint64 // end LSN of the last dispatched transaction (dispatcher)
+	enqueued LSN           // end LSN of the last enqueued transaction (reader)
+	wg       sync.WaitGroup
+
+	dispatchErr error // why the dispatcher stopped, if a handler failed; read after wg.Wait
+}
+
+func newSession(c *Client) *session {
+	return &session{c: c, cfg: c.config(), batches: make(chan *decoder.Batch, 1)}
+}
+
+// run runs the session until an error or until parent ends, and returns
+// what ended it.
+func (s *session) run(parent context.Context) error {
+	s.ctx, s.cancel = context.WithCancelCause(parent)
+	defer s.cancel(nil)
+	s.c.mu.Lock()
+	s.c.reconnect = s.cancel
+	s.c.mu.Unlock()
+	defer func() {
+		s.c.mu.Lock()
+		s.c.reconnect = nil
+		s.c.mu.Unlock()
+	}()
+
+	s.cat = &catalog{cfg: s.cfg.conn}
+	defer s.cat.close()
+	binary, err := s.prepare()
+	if err != nil {
+		return err
+	}
+	if err := s.connect(parent, binary); err != nil {
+		return err
+	}
+	defer s.conn.Close(s.ctx)
+	defer s.dec.Close()
+	s.c.stats.connected.Store(true)
+	defer s.c.stats.connected.Store(false)
+
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.dispatchLoop()
+	}()
+	if s.cfg.HeartbeatInterval > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.heartbeat()
+		}()
+	}
+	streamErr := s.stream()
+	s.cancel(streamErr)
+	s.wg.Wait()
+	s.finish()
+	if s.dispatchErr != nil {
+		return s.dispatchErr
+	}
+	if cause := context.Cause(s.ctx); errors.Is(cause, errReconnect) {
+		return cause
+	}
+	return streamErr
+}
+
+// prepare runs the start-up checks on the catalog connection and picks
+// the transfer format; it reports whether to ask for binary values.
+func (s *session) prepare() (binary bool, err error) {
+	if err := s.c.prepareTables(s.ctx, s.cfg, s.cat); err != nil {
+		return false, err
+	}
+	switch s.cfg.Transfer {
+	case TransferBinary:
+		return true, nil
+	case TransferAuto:
+		ready, others, err := s.cat.binaryReady(s.ctx, s.c.subscribed())
+		if err != nil {
+			return false, err
+		}
+		if !ready {
+			s.c.logger().Debug("walex: values come in text: walex does not read these subscribed column types in binary", logkey.Types, others)
+		}
+		return ready, nil
+	}
+	return false, nil
+}
+
+// connect opens the replication connection and the decoder that reads it.
+func (s *session) connect(parent context.Context, binary bool) error {
+	cfg := s.cfg
+	conn, err := replication.Connect(s.ctx, replication.Config{
+		Binary:         binary,
+		Conn:           cfg.conn,
+		Slot:           cfg.SlotName,
+		Temporary:      !cfg.DurableSlot,
+		Publication:    cfg.Publication,
+		StatusInterval: cfg.StatusInterval,
+		ReadCoalesce:   cfg.ReadCoalesce,
+		OriginNone:     cfg.SkipOriginChanges,
+		Logger:         cfg.Logger,
+	})
+	if err != nil {
+		if cause := context.Cause(s.ctx); cause != nil && parent.Err() == nil {
+			return cause
+		}
+		return err
+	}
+	s.conn = conn
+	s.c.conn.Store(conn)
+	s.c.logger().Info("walex: connected", logkey.Slot, conn.Slot(), logkey.ServerVersion, conn.ServerVersion(), logkey.Publication, cfg.Publication)
+	s.dec = decoder.New(decoder.Options{
+		MaxBatchEvents: cfg.MaxBatchEvents,
+		MemoryBudget:   cfg.MemoryBudget,
+		SpillDir:       cfg.SpillDir,
+		SkipOrigins:    cfg.SkipOriginChanges,
+		Types:          s.cat,
+		TextOf:         s.textOf(),
+		Logger:         cfg.Logger,
+		Skip: func(r *decoder.Relation) bool {
+			return !s.c.isSubscribed(r.Schema, r.Name)
+		},
+	})
+	return nil
+}
+
+// dispatchLoop is the dispatcher goroutine: it calls the handlers for each
+// batch and acknowledges each finished transaction, until the session
+// ends or a handler fails for good.
+func (s *session) dispatchLoop() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case b := <-s.batches:
+			if err := s.c.dispatch(s.ctx, s.cfg, b); err != nil {
+				// A handler cut short by the end of the session has no
+				// error of its own: the session's cause stands.
+				var he *HandlerError
+				if s.ctx.Err() == nil || errors.As(err, &he) {
+					s.dispatchErr = err
+					s.cancel(err)
+				}
+				return
+			}
+			if b.Final {
+				if b.Message == "" {
+					s.c.stats.transactions.Add(1)
+				}
+				s.conn.Ack(b.EndLSN)
+				s.acked.Store(uint64(b.EndLSN))
+			}
+		}
+	}
+}
+
+// stream reads the replication stream until it fails or the session ends,
+// decoding each message and handing the batches to the dispatcher.
+func (s *session) stream() error {
+	// While emit waits for the dispatcher, this ticker keeps the status
+	// updates going; Conn.KeepAlive sends only when one is due, so tick
+	// often enough for a status interval cut to a third of a short
+	// wal_sender_timeout.
+	keepalive := time.NewTicker(100 * time.Millisecond)
+	defer keepalive.Stop()
+	emit := func(b *decoder.Batch) error {
+		for {
+			select {
+			case s.batches <- b:
+				if b.Final {
+					s.enqueued = b.EndLSN
+				}
+				return nil
+			case <-keepalive.C:
+				if err := s.conn.KeepAlive(); err != nil {
+					return &emitError{err}
+				}
+			case <-s.ctx.Done():
+				return &emitError{context.Cause(s.ctx)}
+			}
+		}
+	}
+	return s.conn.Stream(s.ctx, replication.Handler{
+		Data: func(walStart replication.LSN, data []byte) error {
+			err := s.dec.Decode(data, emit)
+			var ee *emitError
+			if err == nil || errors.As(err, &ee) {
+				return err
+			}
+			// The same bytes would come again after a reconnect: stop.
+			return &replication.PermanentError{Err: fmt.Errorf("walex: cannot decode the change stream at WAL position %s: %w (nothing from this transaction on was acknowledged)", walStart, err)}
+		},
+		Idle: func() bool {
+			return !s.dec.InTransaction() && LSN(s.acked.Load()) == s.enqueued
+		},
+	})
+}
+
+// finish sends the last acknowledgement after the stream and the
+// dispatcher stopped.
+func (s *session) finish() {
+	if err := s.conn.Finish(); err != nil {
+		// Expected after the connection broke; the slot keeps the last
+		// acknowledged position the server received.
+		s.c.logger().Debug("walex: could not send the final acknowledgement", logkey.Slot, s.conn.Slot(), logkey.Err, err)
+		return
+	}
+	s.c.logger().Info("walex: acknowledged", logkey.Slot, s.conn.Slot(), logkey.FlushLSN, s.conn.Acked().String())
+}
+
+// textOf returns the decoder's TextOf for the session: the catalog's, with
+// a warning the first time each type needs it under TransferAuto (a table
+// or column of that type came after the connection started in binary).
+func (s *session) textOf() func(uint32, []byte) ([]byte, error) {
+	warned := map[uint32]bool{}
+	return func(oid uint32, b []byte) ([]byte, error) {
+		if !warned[oid] && s.cfg.Transfer == TransferAuto {
+			warned[oid] = true
+			name := strconv.FormatUint(uint64(oid), 10)
+			if info, err := s.cat.ResolveType(oid); err == nil {
+				name = info.Name
+			}
+			s.c.logger().Warn("walex: values of a type walex does not read in binary arrive in binary (a table or column added after the connection started); the server converts each one, with a query, until the next connection, which uses text",
+				logkey.Type, name)
+		}
+		return s.cat.TextOf(oid, b)
+	}
+}
+
+// heartbeat writes a non-transactional logical message every
+// HeartbeatInterval until the session ends; the decoder turns it into an
+// empty batch that is acknowledged in order. Errors are logged and retried
+// on the next tick.
+func (s *session) heartbeat() {
+	cat := &catalog{cfg: s.cfg.conn}
+	defer cat.close()
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		qctx, cancel := context.WithTimeout(s.ctx, s.cfg.HeartbeatInterval+5*time.Second)
+		_, err := cat.query(qctx, `SELECT pg_logical_emit_message(false, 'walex_heartbeat', '')`)
+		cancel()
+		if err != nil && s.ctx.Err() == nil {
+			s.c.logger().Warn("walex: heartbeat failed", logkey.Err, err)
+			cat.close()
+			cat.conn = nil
+		}
+	}
+}
+
+// emitError wraps what stopped the hand-over of a batch to the dispatcher
+// (as opposed to a decoding error).
+type emitError struct{ err error }
+
+// Error implements the error interface.
+func (e *emitError) Error() string { return e.err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *emitError) Unwrap() error { return e.err }
