@@ -2,88 +2,94 @@ package walex
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/walex-go/walex/decoder"
+	"github.com/walex-go/walex/internal/logkey"
+	"github.com/walex-go/walex/internal/pgconnect"
 	"github.com/walex-go/walex/internal/sqlquote"
 	"github.com/walex-go/walex/replication"
 )
 
-// prepareTables runs the start-up checks on the subscribed tables: they
-// exist (ErrTableNotFound otherwise), the publication exists or is created
-// (Config.CreatePublication), and each is published (a warning otherwise);
-// it also warns about UnwatchedFields filters that cannot judge a table.
-func (c *Client) prepareTables(ctx context.Context, cfg *validated, cat *catalog) error {
-	subs := c.subscribed()
-	if err := cat.connect(ctx); err != nil {
-		return err
-	}
-	missing, err := cat.missingTables(ctx, subs)
-	if err != nil {
-		return err
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s in database %q; create it or remove it from Config.Subscriptions", ErrTableNotFound, joinTables(missing), cfg.conn.Database)
-	}
-	if cfg.CreatePublication {
-		if err := cat.ensurePublication(ctx, cfg.Publication, subs, c.logger()); err != nil {
-			return err
-		}
-	}
-	unpublished, err := cat.unpublished(ctx, cfg.Publication, subs)
-	if err != nil {
-		return err
-	}
-	for _, t := range unpublished {
-		c.logger().Warn("walex: subscribed table is not in the publication, so no events will come for it",
-			"table", t.String(), "publication", cfg.Publication,
-			"fix", "ALTER PUBLICATION "+sqlquote.Ident(cfg.Publication)+" ADD TABLE "+t.quoted()+" (or set Config.CreatePublication)")
-	}
-	c.warnUnjudgedFilters(ctx, cat)
-	return nil
+// Limits of the catalog connection. Its queries read only system catalogs
+// and take no lock on any user table, so they should never wait; these are
+// the backstop for what still does (publication DDL with
+// Config.CreatePublication locks the table it adds).
+const (
+	// catalogLockTimeout is the catalog connection's lock_timeout.
+	catalogLockTimeout = 5 * time.Second
+	// catalogStatementTimeout is its statement_timeout.
+	catalogStatementTimeout = time.Minute
+	// lockReportAfter is how long a catalog query may run before walex
+	// looks for the sessions that block it, and names them in a warning.
+	lockReportAfter = time.Second
+)
+
+// catalog runs catalog queries (table and publication checks, type
+// lookups, value conversions) on a normal connection, opened on first use.
+// It is used by one goroutine at a time.
+type catalog struct {
+	cfg *pgconn.Config
+	log *slog.Logger
+
+	conn    *pgconn.PgConn
+	version int // server major version
 }
 
-// catalog runs catalog queries (type lookups, table checks, publication
-// management) on a normal connection, opened on first use. It is used by
-// one goroutine at a time.
-type catalog struct {
-	cfg  *pgconn.Config
-	conn *pgconn.PgConn
-}
+func newCatalog(cfg *validated) *catalog { return &catalog{cfg: cfg.conn, log: cfg.Logger} }
 
 func (t *catalog) connect(ctx context.Context) error {
 	if t.conn != nil && !t.conn.IsClosed() {
 		return nil
 	}
 	cc := t.cfg.Copy()
-	// Values converted by TextOf must print as on the replication
-	// connection.
-	cc.RuntimeParams = maps.Clone(cc.RuntimeParams)
-	if cc.RuntimeParams == nil {
-		cc.RuntimeParams = map[string]string{}
+	cc.RuntimeParams = replication.OutputSettings() // values converted by TextOf print as on the replication connection
+	for k, v := range t.cfg.RuntimeParams {
+		if _, pinned := cc.RuntimeParams[k]; !pinned {
+			cc.RuntimeParams[k] = v
+		}
 	}
-	maps.Copy(cc.RuntimeParams, replication.OutputSettings)
-	conn, err := pgconn.ConnectConfig(ctx, cc)
+	cc.RuntimeParams["lock_timeout"] = strconv.FormatInt(catalogLockTimeout.Milliseconds(), 10)
+	cc.RuntimeParams["statement_timeout"] = strconv.FormatInt(catalogStatementTimeout.Milliseconds(), 10)
+	conn, err := pgconnect.Connect(ctx, cc, "catalog queries")
 	if err != nil {
-		return fmt.Errorf("walex: connect for catalog queries: %w", classifyConnErr(err))
+		return fmt.Errorf("walex: %w", err)
 	}
 	t.conn = conn
+	t.version = serverMajor(conn)
 	return nil
 }
 
-// classifyConnErr marks authentication and missing-database errors permanent.
-func classifyConnErr(err error) error {
-	return replication.ClassifyConnectError(err)
+// serverMajor is the server's major version as the connection reports it.
+func serverMajor(conn *pgconn.PgConn) int {
+	v := conn.ParameterStatus("server_version")
+	major, _, _ := strings.Cut(v, ".")
+	n, _ := strconv.Atoi(strings.TrimFunc(major, func(r rune) bool { return r < '0' || r > '9' }))
+	return n
 }
 
+func (t *catalog) close() {
+	if t.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = t.conn.Close(ctx)
+		t.conn = nil
+	}
+}
+
+// query runs one statement with text parameters and returns its rows. A
+// statement that runs longer than lockReportAfter gets a warning naming
+// the sessions it waits for; one that waited catalogLockTimeout for a lock
+// fails with a transient error that names the lock_timeout.
 func (t *catalog) query(ctx context.Context, sql string, args ...string) ([][][]byte, error) {
 	if err := t.connect(ctx); err != nil {
 		return nil, err
@@ -92,132 +98,185 @@ func (t *catalog) query(ctx context.Context, sql string, args ...string) ([][][]
 	for i, a := range args {
 		params[i] = []byte(a)
 	}
+	stop := t.watchLocks(ctx, t.conn.PID())
 	res := t.conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
+	stop()
 	if res.Err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(res.Err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
+			return nil, fmt.Errorf("walex: a catalog query waited %v (its lock_timeout) for a lock another session holds: %w", catalogLockTimeout, res.Err)
+		}
 		return nil, res.Err
 	}
 	return res.Rows, nil
 }
 
-// missingTables returns the tables that do not exist.
-func (t *catalog) missingTables(ctx context.Context, tables []tableName) ([]tableName, error) {
-	var missing []tableName
-	for _, tbl := range tables {
-		rows, err := t.query(ctx, `SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, tbl.Schema, tbl.Table)
+// watchLocks logs, once the query of backend pid has run for
+// lockReportAfter, which sessions block it (pg_blocking_pids), over a
+// connection of its own. stop cancels the watch and waits for it.
+func (t *catalog) watchLocks(ctx context.Context, pid uint32) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if !sleepCtx(ctx, lockReportAfter) {
+			return
+		}
+		conn, err := pgconnect.Connect(ctx, t.cfg, "lock diagnostics")
 		if err != nil {
-			return nil, fmt.Errorf("walex: check table %s: %w", tbl, err)
+			return
 		}
-		if len(rows) == 0 {
-			missing = append(missing, tbl)
+		defer conn.Close(context.WithoutCancel(ctx))
+		res := conn.ExecParams(ctx, `SELECT a.pid, coalesce(a.usename, ''), coalesce(a.state, ''), coalesce(round(extract(epoch FROM now() - a.xact_start))::text, '?'), left(coalesce(a.query, ''), 200)
+			FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1))`,
+			[][]byte{[]byte(strconv.FormatUint(uint64(pid), 10))}, nil, nil, nil).Read()
+		if res.Err != nil || len(res.Rows) == 0 {
+			return
 		}
+		var blockers []string
+		for _, r := range res.Rows {
+			blockers = append(blockers, fmt.Sprintf("pid %s (user %s, %s, transaction open %ss: %s)", r[0], r[1], r[2], r[3], r[4]))
+		}
+		t.log.Warn("walex: a catalog query waits for a lock held by another session; it gives up after the lock_timeout and walex retries with backoff",
+			logkey.Blockers, strings.Join(blockers, "; "), logkey.Timeout, catalogLockTimeout,
+			logkey.Fix, "end or commit the blocking transaction, or wait for it")
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
 	}
-	return missing, nil
 }
 
-// unpublished returns the tables the publication does not publish. It
-// returns nothing when the publication does not exist (the replication
-// connection reports that).
-func (t *catalog) unpublished(ctx context.Context, pub string, tables []tableName) ([]tableName, error) {
-	rows, err := t.query(ctx, `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1`, pub)
-	if err != nil {
-		return nil, fmt.Errorf("walex: read publication %q: %w", pub, err)
-	}
-	have := make(map[tableName]bool, len(rows))
-	for _, r := range rows {
-		have[tableName{Schema: string(r[0]), Table: string(r[1])}] = true
-	}
-	exists, err := t.query(ctx, `SELECT 1 FROM pg_publication WHERE pubname = $1`, pub)
-	if err != nil || len(exists) == 0 {
+// tableState is what the start-up checks know of a subscribed table.
+type tableState struct {
+	exists    bool
+	published bool   // the publication publishes its changes
+	identity  string // pg_class.relreplident: d, n, f or i
+}
+
+// tables looks up the subscribed tables and whether the publication
+// publishes them. It reads pg_class, pg_inherits and the publication
+// catalogs directly instead of the pg_publication_tables view, which on
+// PostgreSQL 16 and later locks every table of the publication (and so
+// waits behind any ALTER TABLE, TRUNCATE or VACUUM FULL of an unrelated
+// table of a FOR ALL TABLES publication). A table is published when the
+// publication is FOR ALL TABLES (and the table is not unlogged or
+// temporary), lists the table or one of its partition ancestors, or, on
+// PostgreSQL 15 and later, names the schema of one of them.
+func (t *catalog) tables(ctx context.Context, pub string, tables []tableName) (map[tableName]tableState, error) {
+	if err := t.connect(ctx); err != nil {
 		return nil, err
 	}
-	var out []tableName
+	schemas := "false"
+	if t.version >= 15 {
+		schemas = `EXISTS (SELECT 1 FROM pg_publication_namespace pn JOIN pg_class k ON k.relnamespace = pn.pnnspid
+			WHERE pn.pnpubid = p.oid AND k.oid IN (SELECT relid FROM anc))`
+	}
+	sql := `WITH RECURSIVE anc(relid) AS (
+			SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			 WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r', 'p')
+			UNION
+			SELECT i.inhparent FROM pg_inherits i JOIN anc ON i.inhrelid = anc.relid
+			  JOIN pg_class k ON k.oid = i.inhrelid AND k.relispartition
+		)
+		SELECT c.relreplident,
+		       coalesce((SELECT (p.puballtables AND c.relpersistence = 'p')
+		                     OR EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prrelid IN (SELECT relid FROM anc))
+		                     OR ` + schemas + `
+		                   FROM pg_publication p WHERE p.pubname = $1), false)
+		  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		 WHERE n.nspname = $2 AND c.relname = $3 AND c.relkind IN ('r', 'p')`
+	out := make(map[tableName]tableState, len(tables))
 	for _, tbl := range tables {
-		if !have[tbl] {
-			out = append(out, tbl)
+		rows, err := t.query(ctx, sql, pub, tbl.Schema, tbl.Table)
+		if err != nil {
+			return nil, fmt.Errorf("walex: look up table %s: %w", tbl, err)
 		}
+		if len(rows) == 0 {
+			out[tbl] = tableState{}
+			continue
+		}
+		out[tbl] = tableState{exists: true, identity: string(rows[0][0]), published: string(rows[0][1]) == "t"}
 	}
 	return out, nil
 }
 
-// ensurePublication creates the publication for the tables, or adds the
-// tables it lacks. Identifiers are quoted.
-func (t *catalog) ensurePublication(ctx context.Context, pub string, tables []tableName, log *slog.Logger) error {
-	exists, err := t.query(ctx, `SELECT puballtables FROM pg_publication WHERE pubname = $1`, pub)
-	if err != nil {
-		return fmt.Errorf("walex: look up publication %q: %w", pub, err)
+// publication is what the checks need of the publication.
+type publication struct {
+	exists    bool
+	allTables bool
+	ops       map[EventType]bool // the operations it publishes
+}
+
+func (t *catalog) publication(ctx context.Context, pub string) (publication, error) {
+	if err := t.connect(ctx); err != nil {
+		return publication{}, err
 	}
-	if len(exists) == 0 {
+	truncate := "true"
+	if t.version >= 11 {
+		truncate = "pubtruncate"
+	}
+	rows, err := t.query(ctx, `SELECT puballtables, pubinsert, pubupdate, pubdelete, `+truncate+` FROM pg_publication WHERE pubname = $1`, pub)
+	if err != nil {
+		return publication{}, fmt.Errorf("walex: look up publication %q: %w", pub, err)
+	}
+	if len(rows) == 0 {
+		return publication{}, nil
+	}
+	r := rows[0]
+	return publication{exists: true, allTables: string(r[0]) == "t", ops: map[EventType]bool{
+		Insert: string(r[1]) == "t", Update: string(r[2]) == "t", Delete: string(r[3]) == "t", Truncate: string(r[4]) == "t",
+	}}, nil
+}
+
+// ensurePublication creates the publication for the tables, or adds the
+// ones it does not publish. Identifiers are quoted.
+func (t *catalog) ensurePublication(ctx context.Context, pub string, tables []tableName) error {
+	p, err := t.publication(ctx, pub)
+	if err != nil {
+		return err
+	}
+	if !p.exists {
 		var names []string
 		for _, tbl := range tables {
 			names = append(names, tbl.quoted())
 		}
 		sql := "CREATE PUBLICATION " + sqlquote.Ident(pub) + " FOR TABLE " + strings.Join(names, ", ")
-		if _, err := t.conn.Exec(ctx, sql).ReadAll(); err != nil {
-			return permanentf("walex: create publication %q (Config.CreatePublication): %w", pub, err)
+		if _, err := t.query(ctx, sql); err != nil {
+			return publicationDDLError(fmt.Sprintf("create publication %q", pub), err)
 		}
-		log.Info("walex created publication", "publication", pub, "tables", joinTables(tables))
+		t.log.Info("walex: created publication", logkey.Publication, pub, logkey.Tables, joinTables(tables))
 		return nil
 	}
-	if string(exists[0][0]) == "t" {
-		return nil // FOR ALL TABLES
+	if p.allTables {
+		return nil
 	}
-	missing, err := t.unpublished(ctx, pub, tables)
+	states, err := t.tables(ctx, pub, tables)
 	if err != nil {
 		return err
 	}
-	for _, tbl := range missing {
-		sql := "ALTER PUBLICATION " + sqlquote.Ident(pub) + " ADD TABLE " + tbl.quoted()
-		if _, err := t.conn.Exec(ctx, sql).ReadAll(); err != nil {
-			return permanentf("walex: add table %s to publication %q (Config.CreatePublication): %w", tbl, pub, err)
+	for _, tbl := range tables {
+		if st := states[tbl]; !st.exists || st.published {
+			continue
 		}
-		log.Info("walex added table to publication", "publication", pub, "table", tbl.String())
+		sql := "ALTER PUBLICATION " + sqlquote.Ident(pub) + " ADD TABLE " + tbl.quoted()
+		if _, err := t.query(ctx, sql); err != nil {
+			return publicationDDLError(fmt.Sprintf("add table %s to publication %q", tbl, pub), err)
+		}
+		t.log.Info("walex: added table to publication", logkey.Publication, pub, logkey.Table, tbl.String())
 	}
 	return nil
 }
 
-func permanentf(format string, args ...any) error {
-	return &replication.PermanentError{Err: fmt.Errorf(format, args...)}
-}
-
-func (t *catalog) close() {
-	if t.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = t.conn.Close(ctx)
+// publicationDDLError classifies a failed CREATE or ALTER PUBLICATION: a
+// lock wait is transient, anything else (privileges, ownership) permanent.
+func publicationDDLError(what string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
+		return fmt.Errorf("walex: %s (Config.CreatePublication): %w", what, err)
 	}
-}
-
-// warnUnjudgedFilters logs, once per table and Run, that UnwatchedFields
-// cannot judge the updates of a table without REPLICA IDENTITY FULL.
-func (c *Client) warnUnjudgedFilters(ctx context.Context, cat *catalog) {
-	regs, _ := c.reg.snapshot()
-	for _, r := range regs {
-		if r.all || len(r.filters.UnwatchedFields) == 0 || c.warned[r.table] {
-			continue
-		}
-		ident, err := cat.replicaIdentity(ctx, r.table)
-		if err != nil {
-			c.logger().Warn("walex could not read the replica identity of a table", "table", r.table.String(), "err", err)
-			continue
-		}
-		if ident != "f" {
-			c.logger().Warn("walex: UnwatchedFields cannot judge updates of this table, so they are all kept: Postgres sends no old values without REPLICA IDENTITY FULL",
-				"table", r.table.String(), "fix", "ALTER TABLE "+sqlquote.Ident(r.table.Schema)+"."+sqlquote.Ident(r.table.Table)+" REPLICA IDENTITY FULL")
-		}
-		c.warned[r.table] = true
-	}
-}
-
-// replicaIdentity returns pg_class.relreplident of a table: d, n, f or i.
-func (t *catalog) replicaIdentity(ctx context.Context, tbl tableName) (string, error) {
-	rows, err := t.query(ctx, `SELECT c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`, tbl.Schema, tbl.Table)
-	if err != nil {
-		return "", err
-	}
-	if len(rows) != 1 {
-		return "", fmt.Errorf("table %s does not exist", tbl)
-	}
-	return string(rows[0][0]), nil
+	return permanentf("walex: %s (Config.CreatePublication): %w", what, err)
 }
 
 // ResolveType implements decoder.TypeResolver with a catalog query.
@@ -259,7 +318,8 @@ func (t *catalog) ResolveType(oid uint32) (decoder.TypeInfo, error) {
 
 // binaryReady reports whether every column of the tables has a type the
 // decoder reads in binary itself (decoder.BinarySafe, through domains), and
-// names the types that keep it from being so.
+// names the types that keep it from being so. Tables that do not exist are
+// passed over.
 func (t *catalog) binaryReady(ctx context.Context, tables []tableName) (bool, []string, error) {
 	var others []string
 	for _, tbl := range tables {

@@ -24,7 +24,9 @@ type Client struct {
 	subs    atomic.Pointer[map[tableName]bool]
 	running atomic.Bool
 	conn    atomic.Pointer[replication.Conn] // the current or last connection, for Stats
-	warned  map[tableName]bool               // tables warned about in this Run (Run's goroutine only)
+	// Run's goroutine only, reset by each Run:
+	warned  map[string]bool    // warnings given once per Run
+	missing map[tableName]bool // subscribed tables found missing at the last check
 	stats   stats
 }
 
@@ -99,15 +101,27 @@ func (c *Client) checkLate(table string) {
 	}
 }
 
-// UpdateConfig changes the configuration. fn gets a copy of the current
-// Config; the result is validated and, if valid, used from the next
-// connection on (call Reconnect to apply it now). Subscriptions changed
-// here take effect at once, as with AddSubscriptions.
+// UpdateConfig changes the configuration. fn gets a copy of the Config as
+// it was given (to New, or to the last UpdateConfig; with the
+// subscriptions as they are now), without defaults filled in: a field left
+// at its zero value keeps following its default (the slot name follows
+// Name). The result is validated; if it is invalid, nothing changes.
+//
+// What takes effect when:
+//   - Subscriptions: at once, as with AddSubscriptions and
+//     RemoveSubscriptions (without their checks against the catalog: Run
+//     checks at the next connection).
+//   - Logger: at once for the client's own messages, from the next
+//     connection for the connection's.
+//   - Everything else (connection settings, the slot, the publication,
+//     RetryPolicy, timeouts, batching): from the next connection on; the
+//     transaction being handled finishes under the settings it started
+//     with. Call Reconnect to apply them now.
 func (c *Client) UpdateConfig(fn func(cfg *Config)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cfg := c.cfg.Config
-	cfg.Subscriptions = append([]string(nil), cfg.Subscriptions...)
+	cfg := c.cfg.user
+	cfg.Subscriptions = append([]string(nil), c.cfg.Subscriptions...)
 	fn(&cfg)
 	v, err := cfg.validate()
 	if err != nil {

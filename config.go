@@ -3,6 +3,8 @@ package walex
 import (
 	"log/slog"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Config configures a Client. Every field has a documented default; New
@@ -26,6 +28,15 @@ type Config struct {
 	Password string
 	// Database to stream from.
 	Database string
+	// ConnConfig is the connection configuration for what a URL cannot
+	// say: a custom tls.Config (client certificates held in memory, a
+	// certificate pool of your own), a DialFunc (a cloud SQL connector, an
+	// SSH tunnel), a LookupFunc. It must come from pgconn.ParseConfig;
+	// change the result as you need. walex copies it for every connection
+	// it opens (replication, catalog queries, heartbeats) and sets its own
+	// runtime parameters on the copy. Use it instead of URL and the
+	// discrete fields, not together with them. Default nil.
+	ConnConfig *pgconn.Config
 
 	// Name is the application name; it names the default slot. Required.
 	Name string
@@ -75,10 +86,21 @@ type Config struct {
 
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
-	// StatusInterval is how often the client reports its acknowledged
-	// position to the server. Default 10 s; keep it well under the server's
-	// wal_sender_timeout (default 60 s).
+	// StatusInterval is the longest gap between two reports of the
+	// acknowledged position to the server; a new acknowledgement is
+	// reported within a few milliseconds anyway. Default 10 s; cut to a
+	// third of the server's wal_sender_timeout when it is longer than half
+	// of it.
 	StatusInterval time.Duration
+	// ReceiveTimeout is how long the connection may stay silent while walex
+	// waits for the server: halfway through, walex asks the server for a
+	// reply, and when nothing has come by the end, it treats the
+	// connection as broken and reconnects (a network path that drops
+	// packets without closing the connection, a server frozen in
+	// mid-transfer), as PostgreSQL's own wal_receiver_timeout does. Time
+	// spent in handlers does not count. Default 60 s; negative turns the
+	// check off.
+	ReceiveTimeout time.Duration
 	// ReadCoalesce is how long walex leaves a busy stream to accumulate in
 	// the socket once it has caught up with the server, so that it reads
 	// many messages per system call instead of being woken for each: less

@@ -22,18 +22,28 @@ func (c *Client) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer c.running.Store(false)
-	c.warned = make(map[tableName]bool)
+	c.warned = make(map[string]bool)
+	c.missing = make(map[tableName]bool)
 	if err := c.checkRegistrations(); err != nil {
 		return err
 	}
 	var (
-		failures      int
-		slotWaitStart time.Time
-		slotWaits     int
+		failures  int       // connection attempts that failed since the last one that streamed
+		slotWait  time.Time // when Run started waiting for a busy durable slot
+		slotWaits int
+		started   bool   // a session of this Run has streamed
+		lastPID   uint32 // walsender of the previous session
 	)
 	for {
-		start := time.Now()
-		err := newSession(c).run(ctx)
+		s := newSession(c, !started, lastPID)
+		err := s.run(ctx)
+		if s.conn != nil {
+			lastPID = s.conn.PID()
+		}
+		if s.streamed() {
+			started = true
+			failures = 0 // the backoff starts again after a connection that worked
+		}
 		if ctx.Err() != nil {
 			var he *HandlerError
 			if errors.As(err, &he) {
@@ -48,39 +58,37 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		var inUse *replication.SlotInUseError
 		if errors.As(err, &inUse) {
-			if slotWaitStart.IsZero() {
-				slotWaitStart = time.Now()
+			if slotWait.IsZero() {
+				slotWait = time.Now()
 			}
 			timeout := c.config().SlotWaitTimeout
-			if timeout > 0 && time.Since(slotWaitStart) >= timeout {
+			if timeout > 0 && time.Since(slotWait) >= timeout {
 				return fmt.Errorf("walex: gave up waiting %v for the slot: %w", timeout, err)
 			}
 			slotWaits++
 			d := min(time.Duration(slotWaits)*200*time.Millisecond, 5*time.Second)
 			c.logger().Info("walex: waiting for the replication slot held by another process",
-				logkey.Slot, inUse.Slot, logkey.PID, inUse.PID, logkey.Waited, time.Since(slotWaitStart).Round(time.Millisecond), logkey.Delay, d)
+				logkey.Slot, inUse.Slot, logkey.PID, inUse.PID, logkey.Waited, time.Since(slotWait).Round(time.Millisecond), logkey.Delay, d)
 			if !sleepCtx(ctx, d) {
 				return nil
 			}
 			continue
 		}
-		slotWaitStart, slotWaits = time.Time{}, 0
-		policy := c.config().ReconnectPolicy
-		if time.Since(start) > policy.MaxDelay {
-			failures = 0
+		slotWait, slotWaits = time.Time{}, 0
+		c.stats.reconnects.Add(1)
+		if errors.Is(err, errReconnect) {
+			// Asked for: not a failure, and no wait.
+			c.logger().Info("walex: reconnecting, as Reconnect asked")
+			continue
 		}
 		failures++
+		policy := c.config().ReconnectPolicy
 		if policy.MaxAttempts > 0 && failures >= policy.MaxAttempts {
-			return fmt.Errorf("walex: giving up after %d connection attempts: %w", failures, err)
+			return fmt.Errorf("walex: giving up after %d failed connection attempts: %w", failures, err)
 		}
 		d := policy.delay(failures)
-		if errors.Is(err, errReconnect) {
-			d = 0
-		} else {
-			d = d/2 + rand.N(d/2+1) // jitter
-		}
-		c.stats.reconnects.Add(1)
-		c.logger().Warn("walex: reconnecting", logkey.Err, err, logkey.Attempt, failures, logkey.Delay, d)
+		d = d/2 + rand.N(d/2+1) // jitter
+		c.logger().Warn("walex: connection failed; reconnecting", logkey.Attempt, failures, logkey.Delay, d, logkey.Err, err)
 		if !sleepCtx(ctx, d) {
 			return nil
 		}

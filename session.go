@@ -3,7 +3,6 @@ package walex
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,6 +27,11 @@ import (
 type session struct {
 	c   *Client
 	cfg *validated // the configuration as of the session's start
+	// initial is set until a session of this Run has streamed: the checks
+	// are strict (a missing or unpublished table is a configuration error).
+	initial bool
+	// supersede is the walsender PID of the previous session's connection.
+	supersede uint32
 
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelCauseFunc
@@ -44,9 +48,13 @@ type session struct {
 	dispatchErr error // why the dispatcher stopped, if a handler failed; read after wg.Wait
 }
 
-func newSession(c *Client) *session {
-	return &session{c: c, cfg: c.config(), batches: make(chan *decoder.Batch, 1)}
+func newSession(c *Client, initial bool, supersede uint32) *session {
+	return &session{c: c, cfg: c.config(), initial: initial, supersede: supersede, batches: make(chan *decoder.Batch, 1)}
 }
+
+// streamed reports whether the session's connection worked: replication
+// started and the server sent something.
+func (s *session) streamed() bool { return s.conn != nil && s.conn.Streamed() }
 
 // run runs the session until an error or until parent ends, and returns
 // what ended it.
@@ -62,7 +70,7 @@ func (s *session) run(parent context.Context) error {
 		s.c.mu.Unlock()
 	}()
 
-	s.cat = &catalog{cfg: s.cfg.conn}
+	s.cat = newCatalog(s.cfg)
 	defer s.cat.close()
 	binary, err := s.prepare()
 	if err != nil {
@@ -104,7 +112,7 @@ func (s *session) run(parent context.Context) error {
 // prepare runs the start-up checks on the catalog connection and picks
 // the transfer format; it reports whether to ask for binary values.
 func (s *session) prepare() (binary bool, err error) {
-	if err := s.c.prepareTables(s.ctx, s.cfg, s.cat); err != nil {
+	if err := s.checkTables(); err != nil {
 		return false, err
 	}
 	switch s.cfg.Transfer {
@@ -133,6 +141,8 @@ func (s *session) connect(parent context.Context, binary bool) error {
 		Temporary:      !cfg.DurableSlot,
 		Publication:    cfg.Publication,
 		StatusInterval: cfg.StatusInterval,
+		ReceiveTimeout: cfg.ReceiveTimeout,
+		Supersede:      s.supersede,
 		ReadCoalesce:   cfg.ReadCoalesce,
 		OriginNone:     cfg.SkipOriginChanges,
 		Logger:         cfg.Logger,
@@ -194,43 +204,61 @@ func (s *session) dispatchLoop() {
 // stream reads the replication stream until it fails or the session ends,
 // decoding each message and handing the batches to the dispatcher.
 func (s *session) stream() error {
-	// While emit waits for the dispatcher, this ticker keeps the status
-	// updates going; Conn.KeepAlive sends only when one is due, so tick
-	// often enough for a status interval cut to a third of a short
-	// wal_sender_timeout.
-	keepalive := time.NewTicker(100 * time.Millisecond)
-	defer keepalive.Stop()
-	emit := func(b *decoder.Batch) error {
-		for {
-			select {
-			case s.batches <- b:
-				if b.Final {
-					s.enqueued = b.EndLSN
-				}
-				return nil
-			case <-keepalive.C:
-				if err := s.conn.KeepAlive(); err != nil {
-					return &emitError{err}
-				}
-			case <-s.ctx.Done():
-				return &emitError{context.Cause(s.ctx)}
-			}
-		}
-	}
 	return s.conn.Stream(s.ctx, replication.Handler{
 		Data: func(walStart replication.LSN, data []byte) error {
-			err := s.dec.Decode(data, emit)
+			err := s.dec.Decode(data, s.handOver)
 			var ee *emitError
 			if err == nil || errors.As(err, &ee) {
 				return err
 			}
 			// The same bytes would come again after a reconnect: stop.
-			return &replication.PermanentError{Err: fmt.Errorf("walex: cannot decode the change stream at WAL position %s: %w (nothing from this transaction on was acknowledged)", walStart, err)}
+			return permanentf("walex: cannot decode the change stream at WAL position %s: %w (nothing from this transaction on was acknowledged)", walStart, err)
 		},
 		Idle: func() bool {
 			return !s.dec.InTransaction() && LSN(s.acked.Load()) == s.enqueued
 		},
 	})
+}
+
+// handOver gives a decoded batch to the dispatcher. While the dispatcher
+// is busy it waits, and keeps the status updates going: the
+// acknowledgements the dispatcher makes meanwhile, and the periodic ones
+// that keep the server from timing the connection out.
+func (s *session) handOver(b *decoder.Batch) error {
+	select {
+	case s.batches <- b:
+	default:
+		if err := s.waitHandOver(b); err != nil {
+			return err
+		}
+	}
+	if b.Final {
+		s.enqueued = b.EndLSN
+	}
+	return nil
+}
+
+func (s *session) waitHandOver(b *decoder.Batch) error {
+	next, err := s.conn.KeepAlive()
+	if err != nil {
+		return &emitError{err}
+	}
+	t := time.NewTimer(next)
+	defer t.Stop()
+	for {
+		select {
+		case s.batches <- b:
+			return nil
+		case <-s.conn.Acks():
+		case <-t.C:
+		case <-s.ctx.Done():
+			return &emitError{context.Cause(s.ctx)}
+		}
+		if next, err = s.conn.KeepAlive(); err != nil {
+			return &emitError{err}
+		}
+		t.Reset(next)
+	}
 }
 
 // finish sends the last acknowledgement after the stream and the
@@ -269,7 +297,7 @@ func (s *session) textOf() func(uint32, []byte) ([]byte, error) {
 // empty batch that is acknowledged in order. Errors are logged and retried
 // on the next tick.
 func (s *session) heartbeat() {
-	cat := &catalog{cfg: s.cfg.conn}
+	cat := newCatalog(s.cfg)
 	defer cat.close()
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
@@ -285,7 +313,6 @@ func (s *session) heartbeat() {
 		if err != nil && s.ctx.Err() == nil {
 			s.c.logger().Warn("walex: heartbeat failed", logkey.Err, err)
 			cat.close()
-			cat.conn = nil
 		}
 	}
 }

@@ -8,39 +8,52 @@ import (
 
 // AddSubscriptions subscribes to more tables; it takes effect from the
 // next transaction the client decodes. Invalid names are reported and
-// nothing is changed. With Config.CreatePublication, the tables are added
-// to the publication at once when Run is running (otherwise when it
-// starts).
+// nothing is changed. While Run runs, the tables are checked at once, as
+// at start-up: a table that does not exist (ErrTableNotFound) or that the
+// publication does not publish (ErrNotPublished, with the ALTER
+// PUBLICATION to run) is reported and nothing is changed; with
+// Config.CreatePublication, the tables are added to the publication
+// instead. Otherwise they are checked when Run starts.
 func (c *Client) AddSubscriptions(tables ...string) error {
-	if err := c.changeSubs(tables, true); err != nil {
+	parsed, err := parseSubscriptions(tables)
+	if err != nil {
 		return err
 	}
-	cfg := c.config()
-	if !cfg.CreatePublication || !c.running.Load() {
-		return nil
+	if c.running.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.checkNewSubscriptions(ctx, c.config(), parsed); err != nil {
+			return err
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cat := &catalog{cfg: cfg.conn}
-	defer cat.close()
-	return cat.ensurePublication(ctx, cfg.Publication, c.subscribed(), c.logger())
+	c.changeSubs(parsed, true)
+	return nil
 }
 
 // RemoveSubscriptions unsubscribes from tables; it takes effect from the
 // next transaction.
 func (c *Client) RemoveSubscriptions(tables ...string) error {
-	return c.changeSubs(tables, false)
+	parsed, err := parseSubscriptions(tables)
+	if err != nil {
+		return err
+	}
+	c.changeSubs(parsed, false)
+	return nil
 }
 
-func (c *Client) changeSubs(tables []string, add bool) error {
+func parseSubscriptions(tables []string) ([]tableName, error) {
 	var parsed []tableName
 	for _, s := range tables {
 		t, err := parseTableName(s)
 		if err != nil {
-			return &ConfigError{Field: "Subscriptions", Reason: fmt.Sprintf("entry %q: %v", s, err)}
+			return nil, &ConfigError{Field: "Subscriptions", Reason: fmt.Sprintf("entry %q: %v", s, err)}
 		}
 		parsed = append(parsed, t)
 	}
+	return parsed, nil
+}
+
+func (c *Client) changeSubs(parsed []tableName, add bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cfg := *c.cfg
@@ -71,9 +84,9 @@ func (c *Client) changeSubs(tables []string, add bool) error {
 	for _, t := range cfg.subs {
 		cfg.Subscriptions = append(cfg.Subscriptions, t.String())
 	}
+	cfg.user.Subscriptions = cfg.Subscriptions
 	c.cfg = &cfg
 	c.subs.Store(&next)
-	return nil
 }
 
 // setSubs publishes the set of subscribed tables that the decoder and the

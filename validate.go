@@ -11,13 +11,14 @@ import (
 
 // validated is a Config after defaults and validation.
 type validated struct {
-	Config
-	conn *pgconn.Config
-	subs []tableName
+	Config        // with defaults
+	user   Config // as given, for UpdateConfig: a default follows what it depends on
+	conn   *pgconn.Config
+	subs   []tableName
 }
 
 func (c Config) validate() (*validated, error) {
-	v := &validated{Config: c}
+	v := &validated{Config: c, user: c}
 	if strings.TrimSpace(c.Name) == "" {
 		return nil, &ConfigError{Field: "Name", Reason: "is empty; set it to your application's name (it names the replication slot)"}
 	}
@@ -48,6 +49,12 @@ func (c Config) validate() (*validated, error) {
 	}
 	if v.StatusInterval == 0 {
 		v.StatusInterval = 10 * time.Second
+	}
+	if v.ReceiveTimeout == 0 {
+		v.ReceiveTimeout = 60 * time.Second
+	}
+	if v.ReceiveTimeout > 0 && v.ReceiveTimeout < 100*time.Millisecond {
+		return nil, &ConfigError{Field: "ReceiveTimeout", Reason: fmt.Sprintf("is %v; a connection that quiet is normal (use seconds, or a negative value to turn the check off)", v.ReceiveTimeout)}
 	}
 	if v.StatusInterval < 0 {
 		return nil, &ConfigError{Field: "StatusInterval", Reason: "is negative"}

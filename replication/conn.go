@@ -3,33 +3,45 @@ package replication
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/walex-go/walex/internal/logkey"
+	"github.com/walex-go/walex/internal/pgconnect"
 	"github.com/walex-go/walex/internal/sqlquote"
 )
 
 // LSN is a WAL position.
 type LSN = pglogrepl.LSN
 
+// Defaults of Config.
+const (
+	// DefaultStatusInterval is the longest gap between two status updates.
+	DefaultStatusInterval = 10 * time.Second
+	// DefaultReceiveTimeout is how long the connection may stay silent
+	// before it is treated as broken, as PostgreSQL's own
+	// wal_receiver_timeout.
+	DefaultReceiveTimeout = 60 * time.Second
+	// AckDelay is the shortest gap between two status updates sent for new
+	// acknowledgements: an acknowledgement reaches the server at most this
+	// long after Ack, and a flood of small transactions costs the server at
+	// most one status update per AckDelay.
+	AckDelay = 5 * time.Millisecond
+)
+
 // Config configures one replication session.
 type Config struct {
-	// Conn is the connection configuration. Connect copies it and sets the
+	// Conn is the connection configuration; it must come from
+	// pgconn.ParseConfig. Connect copies it and sets the
 	// replication=database runtime parameter.
 	Conn *pgconn.Config
 	// Slot is the replication slot name. For a temporary slot Connect adds a
@@ -41,7 +53,7 @@ type Config struct {
 	// Publication is the publication to stream.
 	Publication string
 	// ProtoVersion forces a pgoutput protocol version; 0 picks the highest
-	// the server supports (see DefaultProtoVersion).
+	// the server supports.
 	ProtoVersion int
 	// OriginNone asks the server (PostgreSQL 16+) to send only changes
 	// that did not come from another replication origin.
@@ -54,28 +66,47 @@ type Config struct {
 	// version 2+).
 	NoStreaming bool
 	// ReadCoalesce is how long a busy stream is left to accumulate in the
-	// socket before it is read again, once walex has caught up with the
-	// server (see coalescingReader): fewer system calls and wake-ups on
+	// socket before it is read again, once the reader has caught up with
+	// the server (see coalescingReader): fewer system calls and wake-ups on
 	// both sides, at the cost of at most this much latency while the
 	// stream is busy. 0 means DefaultReadCoalesce; negative turns it off.
 	ReadCoalesce time.Duration
-	// StatusInterval is how often a standby status update is sent. Default 10 s.
+	// StatusInterval is the longest gap between two status updates.
+	// Default DefaultStatusInterval; cut to a third of the server's
+	// wal_sender_timeout when it is longer than half of it.
 	StatusInterval time.Duration
+	// ReceiveTimeout: when nothing has arrived from the server for this
+	// long while the connection waits for it, Stream asks the server for a
+	// reply halfway through and, if none comes, fails with
+	// ErrReceiveTimeout. 0 means DefaultReceiveTimeout; negative turns the
+	// check off.
+	ReceiveTimeout time.Duration
+	// Supersede is the walsender PID of a connection that the caller gave
+	// up on. If that walsender still holds the durable slot (the server
+	// has not noticed that its client is gone), Connect terminates it
+	// instead of waiting for the server's wal_sender_timeout. A role may
+	// terminate the backends of its own connections.
+	Supersede uint32
 	// Logger receives connection events. Default: discard.
 	Logger *slog.Logger
 }
 
-// OutputSettings are the session settings the text form of values depends
-// on, pinned on the replication connection (and on any connection whose
-// output must match it).
-var OutputSettings = map[string]string{"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex"}
+// outputSettings are the session settings the text form of values depends
+// on, pinned on the replication connection.
+var outputSettings = map[string]string{"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex"}
+
+// OutputSettings returns the session settings that the text form of values
+// depends on, as Connect pins them on the replication connection: a
+// connection whose output must match the stream's (one that converts
+// values to text) sets the same. The map is the caller's.
+func OutputSettings() map[string]string { return maps.Clone(outputSettings) }
 
 // readBufferSize is the size of the socket read buffer.
 const readBufferSize = 256 << 10
 
 // Conn is one replication connection. One goroutine owns it: it calls
-// Stream, and from within Stream's callbacks may call SendStatus. Ack may
-// be called from any goroutine.
+// Stream (or KeepAlive while it is held up outside Stream), Finish and
+// Close. Ack and the position getters may be called from any goroutine.
 type Conn struct {
 	cfg           Config
 	conn          *pgconn.PgConn
@@ -83,20 +114,34 @@ type Conn struct {
 	slot          string
 	protoVersion  int
 	streaming     bool
+	start         LSN // where streaming starts: the slot's confirmed position
 
-	received   atomic.Uint64 // highest WAL position received (write)
-	serverEnd  atomic.Uint64 // server's WAL end as last reported
-	acked      atomic.Uint64 // flush/apply: end LSN of the last fully handled transaction
-	ackNow     chan struct{}
+	received  atomic.Uint64 // highest WAL position received (write)
+	serverEnd atomic.Uint64 // server's WAL end as last reported
+	acked     atomic.Uint64 // flush/apply: end LSN of the last fully handled transaction
+	streamed  atomic.Bool   // something arrived after START_REPLICATION
+
+	// ackArmed is set when a status update went out: the next Ack wakes
+	// the owner (through wake and acks) so that it reports the new
+	// position. Further Acks before that update need no wake-up.
+	ackArmed atomic.Bool
+	acks     chan struct{}
+	wake     waker
+
+	// Owner goroutine only.
 	lastStatus time.Time
 	sentFlush  LSN
+	live       liveness
 }
 
 // Connect opens a replication connection, checks the server (wal_level,
-// publication), creates or takes over the slot and starts streaming.
+// the publication), creates or takes over the slot and starts streaming.
 func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.StatusInterval <= 0 {
-		cfg.StatusInterval = 10 * time.Second
+		cfg.StatusInterval = DefaultStatusInterval
+	}
+	if cfg.ReceiveTimeout == 0 {
+		cfg.ReceiveTimeout = DefaultReceiveTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -105,6 +150,7 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 		cfg.ReadCoalesce = DefaultReadCoalesce
 	}
 	cc := cfg.Conn.Copy()
+	cc.RuntimeParams = maps.Clone(cc.RuntimeParams)
 	if cc.RuntimeParams == nil {
 		cc.RuntimeParams = map[string]string{}
 	}
@@ -114,7 +160,7 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	// DateStyle = 'SQL, DMY') would otherwise make values undecodable.
 	// Startup parameters take precedence over such defaults. TimeZone is
 	// left alone: timestamptz text carries its offset.
-	maps.Copy(cc.RuntimeParams, OutputSettings)
+	maps.Copy(cc.RuntimeParams, outputSettings)
 	// Read the stream in large chunks: pgproto3 alone reads at most 8 KiB
 	// per system call, which wakes this process (and costs the walsender a
 	// context switch) for every few rows.
@@ -124,11 +170,12 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 		}
 		return pgproto3.NewFrontend(bufio.NewReaderSize(r, readBufferSize), w)
 	}
-	conn, err := pgconn.ConnectConfig(ctx, cc)
+	conn, err := pgconnect.Connect(ctx, cc, "replication")
 	if err != nil {
-		return nil, ClassifyConnectError(err)
+		return nil, fmt.Errorf("replication: %w", err)
 	}
-	c := &Conn{cfg: cfg, conn: conn, ackNow: make(chan struct{}, 1)}
+	c := &Conn{cfg: cfg, conn: conn, acks: make(chan struct{}, 1)}
+	c.wake.nc = conn.Conn()
 	if err := c.setup(ctx); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -136,28 +183,11 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	return c, nil
 }
 
-// ClassifyConnectError marks connection errors that retrying cannot fix
-// (authentication, missing database, missing privilege) as permanent.
-func ClassifyConnectError(err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "28P01", "28000": // invalid_password, invalid_authorization_specification
-			return &PermanentError{Err: fmt.Errorf("replication: authentication failed: check the user, password and pg_hba.conf (a replication connection needs a 'replication' line, or 'all' in PostgreSQL 16+): %w", err)}
-		case "3D000": // invalid_catalog_name
-			return &PermanentError{Err: fmt.Errorf("replication: database does not exist: check the database name: %w", err)}
-		case "42501": // insufficient_privilege
-			return &PermanentError{Err: fmt.Errorf("replication: the user may not open a replication connection: grant it the REPLICATION attribute (ALTER ROLE ... REPLICATION; on RDS: GRANT rds_replication): %w", err)}
-		}
-	}
-	return fmt.Errorf("replication: connect: %w", err)
-}
-
-// DefaultProtoVersion is the highest pgoutput protocol version a server
-// of the given major version supports: 1 before PostgreSQL 14, 2 (streaming
+// maxProtoVersion is the highest pgoutput protocol version a server of
+// the given major version supports: 1 before PostgreSQL 14, 2 (streaming
 // of in-progress transactions) on 14, 3 (two-phase, unused) on 15, 4
 // (parallel streaming; used here with streaming 'on') on 16 and later.
-func DefaultProtoVersion(serverMajor int) int {
+func maxProtoVersion(serverMajor int) int {
 	switch {
 	case serverMajor >= 16:
 		return 4
@@ -175,21 +205,29 @@ func (c *Conn) ServerVersion() int { return c.serverVersion }
 // Slot is the name of the slot in use.
 func (c *Conn) Slot() string { return c.slot }
 
-// ProtoVersion is the pgoutput protocol version in use.
-func (c *Conn) ProtoVersion() int { return c.protoVersion }
-
 // Binary reports whether values come in their binary form.
 func (c *Conn) Binary() bool { return c.cfg.Binary && c.serverVersion >= 14 }
 
-// PID is the walsender's backend process ID.
+// PID is the process ID of the connection's walsender (pass it as
+// Config.Supersede to the next Connect after giving up on this one).
 func (c *Conn) PID() uint32 { return c.conn.PID() }
+
+// StartLSN is where the stream started: the slot's confirmed position,
+// which the first status update reports back at once.
+func (c *Conn) StartLSN() LSN { return c.start }
+
+// Streamed reports whether anything (data or a keepalive) arrived from the
+// server after replication started: the connection worked. Safe from any
+// goroutine.
+func (c *Conn) Streamed() bool { return c.streamed.Load() }
 
 func (c *Conn) setup(ctx context.Context) error {
 	v := c.conn.ParameterStatus("server_version_num")
 	if n, err := strconv.Atoi(v); err == nil {
 		c.serverVersion = n / 10000
 	} else {
-		// server_version_num is not reported on connect; parse server_version.
+		// server_version_num is not reported on connect before
+		// PostgreSQL 16; parse server_version.
 		sv := c.conn.ParameterStatus("server_version")
 		major, _, _ := strings.Cut(sv, ".")
 		c.serverVersion, _ = strconv.Atoi(strings.TrimFunc(major, func(r rune) bool { return r < '0' || r > '9' }))
@@ -207,8 +245,8 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	if v, err := c.queryValue(ctx, "SHOW wal_sender_timeout"); err == nil {
 		if timeout, ok := parsePGDuration(v); ok && timeout > 0 && c.cfg.StatusInterval > timeout/2 {
-			c.cfg.Logger.Warn("walex status interval is too close to the server's wal_sender_timeout; using a third of the timeout",
-				"status_interval", c.cfg.StatusInterval, "wal_sender_timeout", timeout)
+			c.cfg.Logger.Warn("walex: the status interval is too close to the server's wal_sender_timeout; using a third of the timeout",
+				"status_interval", c.cfg.StatusInterval, logkey.Timeout, timeout)
 			c.cfg.StatusInterval = timeout / 3
 		}
 	}
@@ -222,9 +260,9 @@ func (c *Conn) setup(ctx context.Context) error {
 
 	c.protoVersion = c.cfg.ProtoVersion
 	if c.protoVersion == 0 {
-		c.protoVersion = DefaultProtoVersion(c.serverVersion)
+		c.protoVersion = maxProtoVersion(c.serverVersion)
 	}
-	if max := DefaultProtoVersion(c.serverVersion); c.serverVersion > 0 && c.protoVersion > max {
+	if max := maxProtoVersion(c.serverVersion); c.serverVersion > 0 && c.protoVersion > max {
 		return permanent("replication: pgoutput protocol version %d needs a newer server than PostgreSQL %d (at most %d)", c.protoVersion, c.serverVersion, max)
 	}
 	c.streaming = c.protoVersion >= 2 && !c.cfg.NoStreaming
@@ -234,66 +272,6 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	return c.startReplication(ctx)
 }
-
-func (c *Conn) createSlot(ctx context.Context) error {
-	if c.cfg.Temporary {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		c.slot = c.cfg.Slot + "_" + hex.EncodeToString(b[:])
-		sql := fmt.Sprintf("CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT", sqlquote.Ident(c.slot))
-		if _, err := c.conn.Exec(ctx, sql).ReadAll(); err != nil {
-			return fmt.Errorf("replication: create temporary slot %q: %w", c.slot, err)
-		}
-		c.cfg.Logger.Info("walex created temporary replication slot", "slot", c.slot)
-		return nil
-	}
-	c.slot = c.cfg.Slot
-	walStatus := "''"
-	if c.serverVersion >= 13 {
-		walStatus = "coalesce(wal_status, '')"
-	}
-	rows, err := c.query(ctx, "SELECT plugin, coalesce(database, ''), active, coalesce(active_pid, 0), "+walStatus+" FROM pg_replication_slots WHERE slot_name = "+sqlquote.Literal(c.slot))
-	if err != nil {
-		return fmt.Errorf("replication: look up slot %q: %w", c.slot, err)
-	}
-	if len(rows) == 0 {
-		sql := fmt.Sprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT", sqlquote.Ident(c.slot))
-		if _, err := c.conn.Exec(ctx, sql).ReadAll(); err != nil {
-			return fmt.Errorf("replication: create slot %q: %w", c.slot, err)
-		}
-		c.cfg.Logger.Info("walex created durable replication slot", "slot", c.slot)
-		return nil
-	}
-	plugin, db, active, pid, status := rows[0][0], rows[0][1], rows[0][2], rows[0][3], rows[0][4]
-	if status == "lost" {
-		return &PermanentError{Err: fmt.Errorf("replication: slot %q: %w", c.slot, ErrSlotInvalidated)}
-	}
-	if plugin != "pgoutput" {
-		return &PermanentError{Err: fmt.Errorf("replication: slot %q uses output plugin %q, not pgoutput: %w; choose another SlotName", c.slot, plugin, ErrSlotMismatch)}
-	}
-	if db != c.cfg.Conn.Database {
-		return &PermanentError{Err: fmt.Errorf("replication: slot %q belongs to database %q, not %q: %w; choose another SlotName", c.slot, db, c.cfg.Conn.Database, ErrSlotMismatch)}
-	}
-	if active == "t" {
-		return &SlotInUseError{Slot: c.slot, PID: pid}
-	}
-	return nil
-}
-
-// SlotInUseError reports the backend that holds a durable slot. It
-// matches ErrSlotInUse with errors.Is.
-type SlotInUseError struct {
-	Slot string
-	PID  string
-}
-
-// Error implements the error interface.
-func (e *SlotInUseError) Error() string {
-	return fmt.Sprintf("replication: slot %q is in use by backend pid %s", e.Slot, e.PID)
-}
-
-// Is makes errors.Is(err, ErrSlotInUse) true.
-func (e *SlotInUseError) Is(target error) bool { return target == ErrSlotInUse }
 
 func (c *Conn) startReplication(ctx context.Context) error {
 	opts := []string{
@@ -312,7 +290,7 @@ func (c *Conn) startReplication(ctx context.Context) error {
 	if c.cfg.OriginNone && c.serverVersion >= 16 {
 		opts = append(opts, "origin 'none'")
 	}
-	sql := fmt.Sprintf("START_REPLICATION SLOT %s LOGICAL 0/0 (%s)", sqlquote.Ident(c.slot), strings.Join(opts, ", "))
+	sql := fmt.Sprintf("START_REPLICATION SLOT %s LOGICAL %s (%s)", sqlquote.Ident(c.slot), c.start, strings.Join(opts, ", "))
 	c.conn.Frontend().Send(&pgproto3.Query{String: sql})
 	if err := c.conn.Frontend().Flush(); err != nil {
 		return fmt.Errorf("replication: send START_REPLICATION: %w", err)
@@ -324,7 +302,14 @@ func (c *Conn) startReplication(ctx context.Context) error {
 		}
 		switch msg := msg.(type) {
 		case *pgproto3.CopyBothResponse:
-			c.cfg.Logger.Info("walex replication started", "slot", c.slot, "proto_version", c.protoVersion, "streaming", c.streaming, "binary", c.Binary(), "server_version", c.serverVersion)
+			// The slot's confirmed position is handled by definition: it is
+			// where the first status update starts, so that the server knows
+			// at once how far this client is (a walsender that believes its
+			// client is behind pings it before every wait for WAL).
+			c.received.Store(uint64(c.start))
+			c.acked.Store(uint64(c.start))
+			c.cfg.Logger.Info("walex: replication started", logkey.Slot, c.slot, logkey.StartLSN, c.start.String(),
+				"proto_version", c.protoVersion, "streaming", c.streaming, "binary", c.Binary(), logkey.ServerVersion, c.serverVersion)
 			return nil
 		case *pgproto3.ErrorResponse:
 			err := pgconn.ErrorResponseToPgError(msg)
@@ -340,210 +325,6 @@ func (c *Conn) startReplication(ctx context.Context) error {
 			return fmt.Errorf("replication: unexpected %T in reply to START_REPLICATION", msg)
 		}
 	}
-}
-
-// Ack records that everything up to lsn (a transaction's end LSN) was
-// handled; the next status update reports it as flushed. Safe from any
-// goroutine. Ack never moves the position backwards.
-func (c *Conn) Ack(lsn LSN) {
-	for {
-		old := c.acked.Load()
-		if uint64(lsn) <= old || c.acked.CompareAndSwap(old, uint64(lsn)) {
-			break
-		}
-	}
-}
-
-// Acked is the last acknowledged position.
-func (c *Conn) Acked() LSN { return LSN(c.acked.Load()) }
-
-// Received is the highest WAL position received. Safe from any goroutine.
-func (c *Conn) Received() LSN { return LSN(c.received.Load()) }
-
-// ServerWALEnd is the server's WAL end as of its last message. Safe from
-// any goroutine.
-func (c *Conn) ServerWALEnd() LSN { return LSN(c.serverEnd.Load()) }
-
-func (c *Conn) setReceived(lsn LSN) {
-	if uint64(lsn) > c.received.Load() {
-		c.received.Store(uint64(lsn))
-	}
-}
-
-// RequestStatus asks the owner goroutine to send a status update soon.
-// Safe from any goroutine.
-func (c *Conn) RequestStatus() {
-	select {
-	case c.ackNow <- struct{}{}:
-	default:
-	}
-}
-
-// SendStatus sends a standby status update: write = received, flush =
-// apply = acknowledged. Only the goroutine that runs Stream may call it.
-func (c *Conn) SendStatus(replyRequested bool) error {
-	flush := c.Acked()
-	write := c.Received()
-	if write < flush {
-		write = flush
-	}
-	buf := make([]byte, 0, 40)
-	buf = append(buf, 'd', 0, 0, 0, 0, 'r')
-	buf = binary.BigEndian.AppendUint64(buf, uint64(write))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(flush))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(flush))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(time.Since(pgEpoch).Microseconds()))
-	if replyRequested {
-		buf = append(buf, 1)
-	} else {
-		buf = append(buf, 0)
-	}
-	binary.BigEndian.PutUint32(buf[1:], uint32(len(buf)-1))
-	if err := c.conn.Frontend().SendUnbufferedEncodedCopyData(buf); err != nil {
-		return fmt.Errorf("replication: send standby status: %w", err)
-	}
-	c.lastStatus = time.Now()
-	if flush != c.sentFlush {
-		c.cfg.Logger.Debug("walex acknowledged", "slot", c.slot, "flush_lsn", flush.String(), "write_lsn", write.String())
-		c.sentFlush = flush
-	}
-	return nil
-}
-
-var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// KeepAlive sends a status update if one is due. The owner goroutine calls
-// it while it is blocked in a Handler callback (for example waiting for a
-// slow consumer), so that the server does not time the connection out.
-func (c *Conn) KeepAlive() error {
-	if c.statusDue() {
-		return c.SendStatus(false)
-	}
-	return nil
-}
-
-func (c *Conn) statusDue() bool {
-	return time.Since(c.lastStatus) >= c.cfg.StatusInterval
-}
-
-// Handler receives the stream.
-type Handler struct {
-	// Data is called for each XLogData with the WAL position of its start
-	// and its pgoutput payload, which is valid only during the call.
-	Data func(walStart LSN, data []byte) error
-	// Idle reports that no transaction is open and everything received so
-	// far is acknowledged; a keepalive's WAL end is then acknowledged too,
-	// so that the slot advances while the published tables are quiet.
-	Idle func() bool
-}
-
-// Stream reads the replication stream until ctx ends (then it returns
-// ctx's error; call Finish for a last status update) or an error occurs. It
-// answers keepalives and sends status updates on the interval.
-func (c *Conn) Stream(ctx context.Context, h Handler) error {
-	nc := c.conn.Conn()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-ctx.Done():
-			_ = nc.SetReadDeadline(time.Now())
-		case <-stop:
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
-
-	c.lastStatus = time.Time{}
-	var deadline time.Time
-	for {
-		select {
-		case <-c.ackNow:
-			if err := c.SendStatus(false); err != nil {
-				return err
-			}
-		default:
-		}
-		if c.statusDue() {
-			if err := c.SendStatus(false); err != nil {
-				return err
-			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if d := c.lastStatus.Add(c.cfg.StatusInterval); !d.Equal(deadline) {
-			deadline = d
-			if err := nc.SetReadDeadline(d); err != nil {
-				return fmt.Errorf("replication: set read deadline: %w", err)
-			}
-		}
-		msg, err := c.conn.ReceiveMessage(context.Background())
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				deadline = time.Time{}
-				continue
-			}
-			return fmt.Errorf("replication: receive: %w", err)
-		}
-		switch msg := msg.(type) {
-		case *pgproto3.CopyData:
-			if len(msg.Data) == 0 {
-				return fmt.Errorf("replication: empty CopyData message")
-			}
-			switch msg.Data[0] {
-			case pglogrepl.PrimaryKeepaliveMessageByteID:
-				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
-				if err != nil {
-					return fmt.Errorf("replication: %w", err)
-				}
-				c.serverEnd.Store(uint64(ka.ServerWALEnd))
-				if h.Idle != nil && h.Idle() && ka.ServerWALEnd > c.Received() {
-					// Everything sent before this keepalive was handled.
-					c.setReceived(ka.ServerWALEnd)
-					c.Ack(ka.ServerWALEnd)
-				}
-				if ka.ReplyRequested {
-					if err := c.SendStatus(false); err != nil {
-						return err
-					}
-				}
-			case pglogrepl.XLogDataByteID:
-				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
-				if err != nil {
-					return fmt.Errorf("replication: %w", err)
-				}
-				c.serverEnd.Store(uint64(xld.ServerWALEnd))
-				c.setReceived(xld.WALStart + LSN(len(xld.WALData)))
-				if err := h.Data(xld.WALStart, xld.WALData); err != nil {
-					return err
-				}
-			default:
-				return fmt.Errorf("replication: unknown CopyData message 0x%02x", msg.Data[0])
-			}
-		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("replication: server error: %w", pgconn.ErrorResponseToPgError(msg))
-		case *pgproto3.CopyDone:
-			return errors.New("replication: server ended the stream (CopyDone)")
-		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
-		default:
-			return fmt.Errorf("replication: unexpected message %T", msg)
-		}
-	}
-}
-
-// Finish sends a last status update after Stream returned, so that the
-// server learns the final acknowledged position. It gives up after 5 s.
-func (c *Conn) Finish() error {
-	if c.conn.IsClosed() {
-		return errors.New("replication: connection is closed")
-	}
-	_ = c.conn.Conn().SetReadDeadline(time.Time{})
-	_ = c.conn.Conn().SetWriteDeadline(time.Now().Add(5 * time.Second))
-	defer c.conn.Conn().SetWriteDeadline(time.Time{})
-	return c.SendStatus(false)
 }
 
 // Close closes the connection. A temporary slot is dropped by the server.

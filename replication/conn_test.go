@@ -19,10 +19,10 @@ func TestParsePGDuration(t *testing.T) {
 	}
 }
 
-func TestDefaultProtoVersion(t *testing.T) {
+func TestMaxProtoVersion(t *testing.T) {
 	for major, want := range map[int]int{10: 1, 13: 1, 14: 2, 15: 3, 16: 4, 17: 4, 18: 4} {
-		if got := DefaultProtoVersion(major); got != want {
-			t.Errorf("DefaultProtoVersion(%d) = %d, want %d", major, got, want)
+		if got := maxProtoVersion(major); got != want {
+			t.Errorf("maxProtoVersion(%d) = %d, want %d", major, got, want)
 		}
 	}
 }
