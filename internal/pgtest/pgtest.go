@@ -31,6 +31,14 @@ type Options struct {
 	// {"wal_level": "replica"} or {"wal_sender_timeout": "2s"}; they
 	// override the defaults.
 	Settings map[string]string
+	// Version asks for a PostgreSQL major version (e.g. 17): the binaries
+	// found as described in the package documentation if they are of that
+	// version, else that version fetched with npm (as WALEX_PG_VERSION
+	// does). 0: the binaries found.
+	Version int
+	// TLS, when set, turns on TLS with this certificate and key (see
+	// [NewCerts]). Connections may then use TLS or not: sslmode decides.
+	TLS *Certs
 }
 
 // Server is a running throwaway PostgreSQL server. Create one with [Start]
@@ -125,7 +133,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	bins, err := findBinaries(ctx, as)
+	bins, err := findBinaries(ctx, as, opts.Version)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +179,21 @@ func (s *Server) start(ctx context.Context, opts Options) error {
 	settings := maps.Clone(defaultSettings)
 	settings["listen_addresses"] = s.Host
 	settings["unix_socket_directories"] = s.dir
+	if opts.TLS != nil {
+		cert, key := filepath.Join(s.dir, "server.crt"), filepath.Join(s.dir, "server.key")
+		for path, data := range map[string][]byte{cert: opts.TLS.ServerCertPEM, key: opts.TLS.ServerKeyPEM} {
+			// The server refuses a key that others may read.
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				return fmt.Errorf("pgtest: %w", err)
+			}
+			if err := s.as.chown(path); err != nil {
+				return fmt.Errorf("pgtest: %w", err)
+			}
+		}
+		settings["ssl"] = "on"
+		settings["ssl_cert_file"] = cert
+		settings["ssl_key_file"] = key
+	}
 	maps.Copy(settings, opts.Settings)
 	for _, k := range slices.Sorted(maps.Keys(settings)) {
 		s.args = append(s.args, "-c", k+"="+settings[k])

@@ -1,0 +1,128 @@
+package walex_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/walex-go/walex"
+	"github.com/walex-go/walex/internal/pgtest"
+)
+
+// waitFor polls cond every 10 ms until it reports true, it fails, or
+// timeout passes; then it fails tb with what was awaited.
+func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
+	tb.Helper()
+	if err := poll(context.Background(), timeout, what, cond); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// poll is waitFor for goroutines other than the test's and for callers
+// with a context of their own: it returns the failure instead.
+func poll(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok, err := cond()
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: gave up after %v: %w", what, timeout, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+}
+
+// connect opens a pgx connection closed at the end of the test.
+func connect(tb testing.TB, url string) *pgx.Conn {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// parseLSN parses the text form of a pg_lsn, nil as 0.
+func parseLSN(s *string) (walex.LSN, error) {
+	if s == nil {
+		return 0, nil
+	}
+	return pglogrepl.ParseLSN(*s)
+}
+
+// startServer starts a dedicated server for a test, stopped at its end.
+func startServer(tb testing.TB, opts pgtest.Options) *pgtest.Server {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	srv, err := pgtest.Start(ctx, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = srv.Stop() })
+	return srv
+}
+
+// logs is a client log kept for a test to look at (and printed, in its
+// last lines, if the test fails).
+type logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// captureLogs returns a logger for a client and the log it writes.
+func captureLogs(t *testing.T) (*slog.Logger, *logs) {
+	l := &logs{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("client log (tail):\n%s", tail(l.String(), 60))
+		}
+	})
+	return slog.New(slog.NewTextHandler(l, nil)), l
+}
+
+func (l *logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// count returns how many records contain every one of the parts.
+func (l *logs) count(parts ...string) int {
+	n := 0
+	for _, line := range strings.Split(l.String(), "\n") {
+		all := line != ""
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
