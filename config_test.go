@@ -3,12 +3,16 @@ package walex
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -171,4 +175,94 @@ func TestRetryPolicyDelay(t *testing.T) {
 	if fmt.Sprint(got) != "[100 200 400 800 1000 1000]" {
 		t.Errorf("delays (ms) = %v", got)
 	}
+}
+
+// TestFieldsAsDSN checks that the discrete fields make the configuration
+// the equivalent DSN makes, TLS and fallbacks included, with libpq's
+// environment variables filling what they leave out.
+func TestFieldsAsDSN(t *testing.T) {
+	t.Setenv("PGSSLMODE", "require")
+	t.Setenv("PGAPPNAME", "from-env")
+	fields, err := New(Config{Host: "db.internal", Port: 6432, User: "o'brien", Password: `p\w 'x`, Database: "app", Name: "a", Publication: "p", Subscriptions: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, err := New(Config{URL: `host=db.internal port=6432 user='o\'brien' password='p\\w \'x' dbname=app`, Name: "a", Publication: "p", Subscriptions: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, u := fields.config().conn, url.config().conn
+	if f.Host != u.Host || f.Port != u.Port || f.User != "o'brien" || f.User != u.User || f.Password != `p\w 'x` || f.Password != u.Password || f.Database != u.Database {
+		t.Errorf("fields = %s:%d %q %q %q, DSN = %s:%d %q %q %q", f.Host, f.Port, f.User, f.Password, f.Database, u.Host, u.Port, u.User, u.Password, u.Database)
+	}
+	if f.TLSConfig == nil || f.TLSConfig.ServerName != "db.internal" || len(f.Fallbacks) != len(u.Fallbacks) {
+		t.Errorf("fields: TLS %v, %d fallbacks; DSN: %d fallbacks; want TLS for db.internal (PGSSLMODE=require) as the DSN has it", f.TLSConfig, len(f.Fallbacks), len(u.Fallbacks))
+	}
+	if f.RuntimeParams["application_name"] != "from-env" {
+		t.Errorf("PGAPPNAME not applied to the fields: %v", f.RuntimeParams)
+	}
+
+	t.Setenv("PGSSLMODE", "")
+	prefer, err := New(Config{Host: "db.internal", Database: "app", Name: "a", Publication: "p", Subscriptions: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc := prefer.config().conn; cc.TLSConfig == nil || len(cc.Fallbacks) == 0 || cc.Fallbacks[0].TLSConfig != nil {
+		t.Errorf("default sslmode: TLS %v, fallbacks %v; want prefer: TLS first, then plaintext", cc.TLSConfig, cc.Fallbacks)
+	}
+}
+
+func TestConnConfig(t *testing.T) {
+	cc, err := pgconn.ParseConfig("host=h dbname=app sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.TLSConfig = &tls.Config{ServerName: "h", MinVersion: tls.VersionTLS13}
+	c, err := New(Config{ConnConfig: cc, Name: "a", Publication: "p", Subscriptions: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.config().conn
+	if got == cc || got.TLSConfig == cc.TLSConfig || got.TLSConfig.MinVersion != tls.VersionTLS13 {
+		t.Errorf("ConnConfig not copied with its tls.Config: %p %p", got, cc)
+	}
+	for name, cfg := range map[string]Config{
+		"with URL":          {ConnConfig: cc, URL: "postgres://h/app"},
+		"with a field":      {ConnConfig: cc, Host: "h"},
+		"not ParseConfig's": {ConnConfig: &pgconn.Config{Host: "h", Database: "app"}},
+	} {
+		cfg.Name, cfg.Publication, cfg.Subscriptions = "a", "p", []string{"t"}
+		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "ConnConfig") {
+			t.Errorf("%s: New() = %v, want an error about ConnConfig", name, err)
+		}
+	}
+}
+
+// TestUpdateConfigKeepsDefaults checks that UpdateConfig hands over the
+// Config as given: a default that depends on another field follows it.
+func TestUpdateConfigKeepsDefaults(t *testing.T) {
+	c, err := New(Config{URL: "postgres://h/app", Name: "first", Publication: "p", Subscriptions: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.UpdateConfig(func(cfg *Config) {
+		if cfg.SlotName != "" || cfg.StatusInterval != 0 {
+			t.Errorf("UpdateConfig handed over defaults: SlotName %q, StatusInterval %v", cfg.SlotName, cfg.StatusInterval)
+		}
+		cfg.Name = "second"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.config().SlotName; got != "second_walex" {
+		t.Errorf("slot name after renaming = %q, want second_walex", got)
+	}
+	if err := c.AddSubscriptions("u"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.UpdateConfig(func(cfg *Config) {
+		if !slices.Equal(cfg.Subscriptions, []string{"public.t", "public.u"}) {
+			t.Errorf("UpdateConfig handed over subscriptions %v, want the current ones", cfg.Subscriptions)
+		}
+	})
 }

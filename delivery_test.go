@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -209,5 +210,105 @@ func TestInvalidatedSlot(t *testing.T) {
 	err = c.Run(ctx)
 	if !errors.Is(err, walex.ErrSlotInvalidated) || !walex.IsPermanent(err) || time.Since(start) > 10*time.Second {
 		t.Fatalf("Run() = %v after %v, want ErrSlotInvalidated at once", err, time.Since(start))
+	}
+}
+
+// TestAcknowledgementLatency commits 200 transactions a second for five
+// seconds against a durable slot with the default status interval of 10 s,
+// and measures, for each transaction, the time from its handler's return
+// to the slot's confirmed_flush_lsn covering it: acknowledgements go out
+// within milliseconds, not at the next periodic status update.
+func TestAcknowledgementLatency(t *testing.T) {
+	const (
+		txns = 1000
+		rate = 200 // transactions per second
+		slot = "acklat_walex"
+	)
+	url := testDB(t, faultTable)
+	type handled struct {
+		commit walex.LSN
+		at     time.Time
+	}
+	done := make(chan handled, txns)
+	c := newClient(t, url, "acklat", []string{"t"}, durable, func(cfg *walex.Config) {
+		cfg.StatusInterval = 0 // the default, 10 s
+		cfg.Logger = testLogger(t)
+	})
+	c.OnInsert("t", func(ctx context.Context, evs []walex.Event) error {
+		done <- handled{evs[0].CommitLSN, time.Now()}
+		return nil
+	})
+	running(t, c)
+	waitStreaming(t, url, slot)
+
+	// The slot's position as the server has it, sampled every 2 ms.
+	type sample struct {
+		at    time.Time
+		flush walex.LSN
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mon := connect(t, url)
+	samples := make(chan []sample, 1)
+	go func() {
+		var ss []sample
+		for ctx.Err() == nil {
+			var f *string
+			err := mon.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&f)
+			if lsn, perr := parseLSN(f); err == nil && perr == nil {
+				ss = append(ss, sample{time.Now(), lsn})
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		samples <- ss
+	}()
+	w := &writer{url: url, rowsPerTxn: 1}
+	start := time.Now()
+	err := w.run(ctx, 0, txns, func(k int) error {
+		time.Sleep(time.Until(start.Add(time.Duration(k) * time.Second / rate))) // the writer's pace
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs []handled
+	for len(hs) < txns {
+		select {
+		case h := <-done:
+			hs = append(hs, h)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d transactions handled", len(hs), txns)
+		}
+	}
+	last := hs[len(hs)-1].commit
+	mon2 := connect(t, url) // mon is the sampler's
+	waitFor(t, 30*time.Second, "the slot to confirm the last transaction", func() (bool, error) {
+		var f *string
+		if err := mon2.QueryRow(context.Background(), `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&f); err != nil {
+			return false, err
+		}
+		lsn, err := parseLSN(f)
+		return lsn > last, err
+	})
+	time.Sleep(10 * time.Millisecond) // one more sample past it
+	cancel()
+	ss := <-samples
+	var lat []time.Duration
+	j := 0
+	for _, h := range hs {
+		for j < len(ss) && ss[j].flush <= h.commit {
+			j++
+		}
+		if j == len(ss) {
+			t.Fatalf("no sample of the slot covers transaction %s", h.commit)
+		}
+		lat = append(lat, max(0, ss[j].at.Sub(h.at)))
+	}
+	slices.Sort(lat)
+	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	t.Logf("handler return to confirmed_flush_lsn, %d transactions at %d/s: p50 %v, p99 %v, max %v (slot sampled every 2 ms)",
+		txns, rate, p50.Round(time.Millisecond), p99.Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	if p99 > time.Second {
+		t.Errorf("p99 acknowledgement latency %v, want well under a second (the status interval is 10 s)", p99)
 	}
 }

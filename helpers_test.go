@@ -20,16 +20,18 @@ import (
 // timeout passes; then it fails tb with what was awaited.
 func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
 	tb.Helper()
-	if err := poll(context.Background(), timeout, what, cond); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := poll(ctx, nil, what, cond); err != nil {
 		tb.Fatal(err)
 	}
 }
 
-// poll is waitFor for goroutines other than the test's and for callers
-// with a context of their own: it returns the failure instead.
-func poll(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+// poll is the one wait loop of the tests: it calls cond every 10 ms until
+// cond reports true or fails, ctx ends, or abort (when not nil) is closed,
+// and says what it waited for when it gives up. Goroutines other than the
+// test's use it directly.
+func poll(ctx context.Context, abort <-chan struct{}, what string, cond func() (bool, error)) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -42,7 +44,9 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func() (
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: gave up after %v: %w", what, timeout, context.Cause(ctx))
+			return fmt.Errorf("waiting for %s: %w", what, context.Cause(ctx))
+		case <-abort:
+			return fmt.Errorf("stopped waiting for %s: the process under test ended", what)
 		case <-t.C:
 		}
 	}

@@ -68,6 +68,10 @@ func classify(ctx context.Context, cfg *pgconn.Config, what string, err error) e
 		case "42501": // insufficient_privilege
 			return permanent("the role may not connect this way: a replication connection needs the REPLICATION attribute (ALTER ROLE ... REPLICATION; on RDS: GRANT rds_replication TO ...)")
 		}
+		switch pgErr.Code[:2] {
+		case "22", "42": // data_exception, syntax_error_or_access_rule_violation: a bad startup setting
+			return permanent("the server rejected the connection settings (check the options and runtime parameters of the URL or ConnConfig)")
+		}
 	}
 	var (
 		hostErr    x509.HostnameError
