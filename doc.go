@@ -42,7 +42,8 @@
 // # Delivery
 //
 // A transaction is acknowledged to the server only after every handler
-// called for it returned nil. With a temporary slot (the default),
+// called for it returned nil, and then within a few milliseconds, so that a
+// fault delivers again only what was in flight. With a temporary slot (the default),
 // changes made while the client is disconnected are lost. With
 // [Config.DurableSlot], delivery is at-least-once across restarts: use
 // [Event.ID] to drop duplicates. A failing handler is retried
@@ -53,7 +54,9 @@
 //
 // Configuration errors are [*ConfigError] (errors.Is [ErrInvalidConfig]).
 // Run returns permanent errors at once ([IsPermanent]): [ErrWALLevel],
-// [ErrPublicationNotFound], [ErrSlotInvalidated], authentication
-// failures, [ErrNotSubscribed]; it reconnects with backoff after
-// transient ones.
+// [ErrPublicationNotFound], [ErrSlotInvalidated], [ErrSlotMismatch],
+// authentication and TLS failures, [ErrNotSubscribed], and at its first
+// start [ErrTableNotFound] and [ErrNotPublished]. It reconnects with
+// backoff after transient ones, among them a connection that went silent
+// for [Config.ReceiveTimeout] ([ErrReceiveTimeout]).
 package walex
