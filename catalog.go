@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/walex-go/walex/decoder"
+	"github.com/walex-go/walex/decoder/pgvalue"
 	"github.com/walex-go/walex/internal/logkey"
 	"github.com/walex-go/walex/internal/pgconnect"
 	"github.com/walex-go/walex/internal/sqlquote"
@@ -279,14 +279,12 @@ func publicationDDLError(what string, err error) error {
 	return permanentf("walex: %s (Config.CreatePublication): %w", what, err)
 }
 
-// ResolveType implements decoder.TypeResolver with a catalog query.
-func (t *catalog) ResolveType(oid uint32) (decoder.TypeInfo, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// ResolveType implements pgvalue.TypeResolver with a catalog query.
+func (t *catalog) ResolveType(ctx context.Context, oid uint32) (pgvalue.TypeInfo, error) {
 	if err := t.connect(ctx); err != nil {
-		return decoder.TypeInfo{}, err
+		return pgvalue.TypeInfo{}, err
 	}
-	var info decoder.TypeInfo
+	var info pgvalue.TypeInfo
 	cur := oid
 	for depth := 0; depth < 32; depth++ {
 		res := t.conn.ExecParams(ctx,
@@ -294,10 +292,10 @@ func (t *catalog) ResolveType(oid uint32) (decoder.TypeInfo, error) {
 			   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = $1`,
 			[][]byte{[]byte(strconv.FormatUint(uint64(cur), 10))}, nil, nil, nil).Read()
 		if res.Err != nil {
-			return decoder.TypeInfo{}, res.Err
+			return pgvalue.TypeInfo{}, res.Err
 		}
 		if len(res.Rows) != 1 {
-			return decoder.TypeInfo{}, fmt.Errorf("type %d not found in pg_type", cur)
+			return pgvalue.TypeInfo{}, fmt.Errorf("type %d not found in pg_type", cur)
 		}
 		row := res.Rows[0]
 		if info.Name == "" {
@@ -309,15 +307,15 @@ func (t *catalog) ResolveType(oid uint32) (decoder.TypeInfo, error) {
 		}
 		base, err := strconv.ParseUint(string(row[1]), 10, 32)
 		if err != nil {
-			return decoder.TypeInfo{}, fmt.Errorf("type %d: bad typbasetype %q", cur, row[1])
+			return pgvalue.TypeInfo{}, fmt.Errorf("type %d: bad typbasetype %q", cur, row[1])
 		}
 		cur = uint32(base)
 	}
-	return decoder.TypeInfo{}, fmt.Errorf("type %d: domain nesting too deep", oid)
+	return pgvalue.TypeInfo{}, fmt.Errorf("type %d: domain nesting too deep", oid)
 }
 
 // binaryReady reports whether every column of the tables has a type the
-// decoder reads in binary itself (decoder.BinarySafe, through domains), and
+// decoder reads in binary itself (pgvalue.BinarySafe, through domains), and
 // names the types that keep it from being so. Tables that do not exist are
 // passed over.
 func (t *catalog) binaryReady(ctx context.Context, tables []tableName) (bool, []string, error) {
@@ -333,14 +331,14 @@ func (t *catalog) binaryReady(ctx context.Context, tables []tableName) (bool, []
 			if err != nil {
 				return false, nil, fmt.Errorf("walex: column type of %s: bad OID %q", tbl, r[0])
 			}
-			if decoder.BinarySafe(uint32(oid)) {
+			if pgvalue.BinarySafe(uint32(oid)) {
 				continue // a built-in type: no need to ask for its base type
 			}
-			info, err := t.ResolveType(uint32(oid))
+			info, err := t.ResolveType(ctx, uint32(oid))
 			if err != nil {
 				return false, nil, err
 			}
-			if !decoder.BinarySafe(info.BaseOID) && !slices.Contains(others, info.Name) {
+			if !pgvalue.BinarySafe(info.BaseOID) && !slices.Contains(others, info.Name) {
 				others = append(others, info.Name)
 			}
 		}
@@ -350,10 +348,8 @@ func (t *catalog) binaryReady(ctx context.Context, tables []tableName) (bool, []
 
 // TextOf converts the binary form of a value to its text form: the server
 // reads it with the type's receive function and prints it with its output
-// function. It implements decoder.Options.TextOf.
-func (t *catalog) TextOf(typeOID uint32, binary []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// function. It implements pgvalue.TextOf.
+func (t *catalog) TextOf(ctx context.Context, typeOID uint32, binary []byte) ([]byte, error) {
 	if err := t.connect(ctx); err != nil {
 		return nil, err
 	}

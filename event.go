@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/walex-go/walex/decoder"
+	"github.com/walex-go/walex/decoder/pgvalue"
 	"github.com/walex-go/walex/internal/equal"
 )
 
@@ -36,13 +37,13 @@ const (
 )
 
 // UnchangedValue is the type of Unchanged.
-type UnchangedValue = decoder.UnchangedValue
+type UnchangedValue = pgvalue.UnchangedValue
 
 // Unchanged stands for an unchanged TOASTed value that Postgres did not
 // send with an update (a large text, jsonb or bytea column the update did
 // not touch). It is never reported as a change. In JSON it is the object
 // {"$walex":"unchanged-toast"}.
-var Unchanged = decoder.Unchanged
+var Unchanged = pgvalue.Unchanged
 
 // Source describes where an event comes from.
 type Source struct {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/walex-go/walex/decoder"
+	"github.com/walex-go/walex/decoder/pgvalue"
 	"github.com/walex-go/walex/internal/logkey"
 	"github.com/walex-go/walex/replication"
 )
@@ -206,7 +207,7 @@ func (s *session) dispatchLoop() {
 func (s *session) stream() error {
 	return s.conn.Stream(s.ctx, replication.Handler{
 		Data: func(walStart replication.LSN, data []byte) error {
-			err := s.dec.Decode(data, s.handOver)
+			err := s.dec.Decode(s.ctx, data, s.handOver)
 			var ee *emitError
 			if err == nil || errors.As(err, &ee) {
 				return err
@@ -276,19 +277,19 @@ func (s *session) finish() {
 // textOf returns the decoder's TextOf for the session: the catalog's, with
 // a warning the first time each type needs it under TransferAuto (a table
 // or column of that type came after the connection started in binary).
-func (s *session) textOf() func(uint32, []byte) ([]byte, error) {
+func (s *session) textOf() pgvalue.TextOf {
 	warned := map[uint32]bool{}
-	return func(oid uint32, b []byte) ([]byte, error) {
+	return func(ctx context.Context, oid uint32, b []byte) ([]byte, error) {
 		if !warned[oid] && s.cfg.Transfer == TransferAuto {
 			warned[oid] = true
 			name := strconv.FormatUint(uint64(oid), 10)
-			if info, err := s.cat.ResolveType(oid); err == nil {
+			if info, err := s.cat.ResolveType(ctx, oid); err == nil {
 				name = info.Name
 			}
 			s.c.logger().Warn("walex: values of a type walex does not read in binary arrive in binary (a table or column added after the connection started); the server converts each one, with a query, until the next connection, which uses text",
 				logkey.Type, name)
 		}
-		return s.cat.TextOf(oid, b)
+		return s.cat.TextOf(ctx, oid, b)
 	}
 }
 

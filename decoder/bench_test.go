@@ -1,6 +1,7 @@
 package decoder
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func benchmarkDecode(b *testing.B, msgs [][]byte) {
 	events := 0
 	for events < b.N {
 		for _, m := range msgs {
-			if err := d.Decode(m, emit); err != nil {
+			if err := d.Decode(context.Background(), m, emit); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -79,12 +80,3 @@ func benchmarkDecode(b *testing.B, msgs [][]byte) {
 }
 
 // BenchmarkParseInsert measures parsing alone (no values).
-func BenchmarkParseInsert(b *testing.B) {
-	m := w1Stream(1)[2]
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Parse(m, false); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

@@ -1,6 +1,7 @@
 package decoder
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/walex-go/walex/decoder/pgoutput"
+	"github.com/walex-go/walex/decoder/pgvalue"
 )
 
 // LSN is a PostgreSQL WAL position.
@@ -93,13 +96,14 @@ type Options struct {
 	// to avoid loops in bidirectional set-ups.
 	SkipOrigins bool
 	// Types resolves type OIDs the decoder cannot name by itself. Optional.
-	Types TypeResolver
+	Types pgvalue.TypeResolver
 	// TextOf converts the binary form of a value of the given type OID to
 	// its text form. It is needed when the stream carries binary values
-	// (pgoutput's binary option) of types BinarySafe rejects; it is called
-	// from the decoding goroutine, once per such value. The root package
-	// asks the server over a normal connection.
-	TextOf func(typeOID uint32, binary []byte) ([]byte, error)
+	// (pgoutput's binary option) of types pgvalue.BinarySafe rejects; it is
+	// called once per such value, by the goroutine that calls Decode or by
+	// a worker of a parallel replay, never by two at once. walex asks the
+	// server over a normal connection.
+	TextOf pgvalue.TextOf
 	// ReplayWorkers is the number of goroutines that decode the row changes
 	// of a large streamed transaction at its commit. Default: GOMAXPROCS,
 	// at most 4; 1 decodes on the calling goroutine only.
@@ -115,24 +119,25 @@ type Options struct {
 // Decoder turns pgoutput messages into committed transactions. It is not
 // safe for concurrent use: one goroutine feeds it messages in stream order.
 type Decoder struct {
-	values    // the decoding goroutine's value decoding state
+	rows      rows // the decoding goroutine's value decoding state
 	opts      Options
 	rels      map[uint32]*Relation
 	typeNames map[uint32]string
-	typeInfos map[uint32]TypeInfo
+	typeInfos map[uint32]pgvalue.TypeInfo
 
 	tx       *txState // open non-streamed transaction
 	inStream bool
 	cur      *spool // spool of the current stream block
 	streams  map[uint32]*spool
 	memUsed  int64
-	scratch  scratch // reused by the hot path's parsing
+	parser   pgoutput.Parser // reused by the hot path's parsing
 	// catalogMu serializes the calls of Options.Types and Options.TextOf,
 	// which the workers of a parallel replay may make at the same time.
 	catalogMu sync.Mutex
 	// replayMin and replayJob are replayMinEntries and replayJobChanges;
 	// tests lower them to reach the parallel replay with small streams.
 	replayMin, replayJob int
+	parallelReplays      int // parallel replays started (for tests)
 }
 
 type txState struct {
@@ -162,21 +167,26 @@ func New(opts Options) *Decoder {
 		opts:      opts,
 		rels:      make(map[uint32]*Relation),
 		typeNames: make(map[uint32]string),
-		typeInfos: make(map[uint32]TypeInfo),
+		typeInfos: make(map[uint32]pgvalue.TypeInfo),
 		streams:   make(map[uint32]*spool),
 		replayMin: replayMinEntries,
 		replayJob: replayJobChanges,
 	}
-	var textOf func(uint32, []byte) ([]byte, error)
-	if opts.TextOf != nil {
-		textOf = func(oid uint32, b []byte) ([]byte, error) {
-			d.catalogMu.Lock()
-			defer d.catalogMu.Unlock()
-			return opts.TextOf(oid, b)
-		}
-	}
-	d.values = newValues(textOf, nil)
+	d.rows = rows{vals: pgvalue.NewValues(d.textOf())}
 	return d
+}
+
+// textOf returns Options.TextOf serialized with the decoder's other
+// catalog calls, or nil.
+func (d *Decoder) textOf() pgvalue.TextOf {
+	if d.opts.TextOf == nil {
+		return nil
+	}
+	return func(ctx context.Context, oid uint32, b []byte) ([]byte, error) {
+		d.catalogMu.Lock()
+		defer d.catalogMu.Unlock()
+		return d.opts.TextOf(ctx, oid, b)
+	}
 }
 
 // Emit receives decoded batches. An error stops decoding and is returned
@@ -214,35 +224,28 @@ func (d *Decoder) Close() { d.Reset() }
 // Decode decodes one pgoutput message (the payload of an XLogData). It
 // calls emit for every batch that becomes ready, in commit order; emit may
 // block, which holds the caller back (back-pressure). data may be reused
-// by the caller once Decode returns.
-func (d *Decoder) Decode(data []byte, emit Emit) error {
-	if d.inStream && len(data) > 0 && isStreamedData(MessageType(data[0])) {
+// by the caller once Decode returns. ctx is passed to the catalog calls
+// (Options.Types, Options.TextOf) that the message needs.
+func (d *Decoder) Decode(ctx context.Context, data []byte, emit Emit) error {
+	if d.inStream && len(data) > 0 && pgoutput.MessageType(data[0]).StreamedData() {
 		return d.spoolMessage(data)
 	}
-	m, err := parse(data, d.inStream, &d.scratch)
+	m, err := d.parser.Parse(data, d.inStream)
 	if err != nil {
 		return err
 	}
-	return d.apply(m, emit)
+	return d.apply(ctx, m, emit)
 }
 
-func isStreamedData(t MessageType) bool {
-	switch t {
-	case MsgRelation, MsgType, MsgInsert, MsgUpdate, MsgDelete, MsgTruncate, MsgMessage, MsgOrigin:
-		return true
-	}
-	return false
-}
-
-func (d *Decoder) apply(m Message, emit Emit) error {
+func (d *Decoder) apply(ctx context.Context, m pgoutput.Message, emit Emit) error {
 	switch m := m.(type) {
-	case *BeginMessage:
+	case *pgoutput.BeginMessage:
 		if d.tx != nil {
 			return fmt.Errorf("decoder: Begin of transaction %d while transaction %d is open", m.XID, d.tx.batch.XID)
 		}
 		d.tx = &txState{batch: &Batch{XID: m.XID, CommitLSN: m.FinalLSN, CommitTime: m.CommitTime}}
 		return nil
-	case *CommitMessage:
+	case *pgoutput.CommitMessage:
 		if d.tx == nil {
 			return fmt.Errorf("decoder: Commit at %s without Begin", m.CommitLSN)
 		}
@@ -253,14 +256,14 @@ func (d *Decoder) apply(m Message, emit Emit) error {
 		}
 		d.tx = nil
 		return emit(b)
-	case *OriginMessage:
+	case *pgoutput.OriginMessage:
 		if d.tx != nil {
 			d.tx.batch.Origin = m.Name
 			d.tx.skip = d.opts.SkipOrigins
 		}
 		return nil
-	case *RelationMessage:
-		rel, err := d.buildRelation(m)
+	case *pgoutput.RelationMessage:
+		rel, err := d.buildRelation(ctx, m)
 		if err != nil {
 			return err
 		}
@@ -272,25 +275,25 @@ func (d *Decoder) apply(m Message, emit Emit) error {
 		}
 		d.rels[rel.ID] = rel
 		return nil
-	case *TypeMessage:
+	case *pgoutput.TypeMessage:
 		name := m.Name
 		if m.Namespace != "pg_catalog" && m.Namespace != "" {
 			name = m.Namespace + "." + m.Name
 		}
 		d.typeNames[m.TypeOID] = name
 		return nil
-	case *InsertMessage:
-		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) error { return d.fill(m, rel, c) })
-	case *UpdateMessage:
-		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) error { return d.fill(m, rel, c) })
-	case *DeleteMessage:
-		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) error { return d.fill(m, rel, c) })
-	case *TruncateMessage:
+	case *pgoutput.InsertMessage:
+		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) error { return d.rows.fill(ctx, m, rel, c) })
+	case *pgoutput.UpdateMessage:
+		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) error { return d.rows.fill(ctx, m, rel, c) })
+	case *pgoutput.DeleteMessage:
+		return d.change(emit, m.RelationID, func(rel *Relation, c *Change) error { return d.rows.fill(ctx, m, rel, c) })
+	case *pgoutput.TruncateMessage:
 		for _, id := range m.RelationIDs {
 			err := d.change(emit, id, func(rel *Relation, c *Change) error {
 				c.Op = OpTruncate
-				c.Cascade = m.Options&TruncateCascade != 0
-				c.RestartIdentity = m.Options&TruncateRestartIdentity != 0
+				c.Cascade = m.Options&pgoutput.TruncateCascade != 0
+				c.RestartIdentity = m.Options&pgoutput.TruncateRestartIdentity != 0
 				return nil
 			})
 			if err != nil {
@@ -298,7 +301,7 @@ func (d *Decoder) apply(m Message, emit Emit) error {
 			}
 		}
 		return nil
-	case *LogicalMessage:
+	case *pgoutput.LogicalMessage:
 		if m.Transactional || d.tx != nil || d.inStream {
 			return nil // transactional messages are not delivered
 		}
@@ -306,7 +309,7 @@ func (d *Decoder) apply(m Message, emit Emit) error {
 		// point in the stream that can be acknowledged once everything
 		// before it was handled: emit it as an empty, final batch.
 		return emit(&Batch{CommitLSN: m.LSN, EndLSN: m.LSN, Final: true, Message: m.Prefix})
-	case *StreamStartMessage:
+	case *pgoutput.StreamStartMessage:
 		if d.inStream {
 			return fmt.Errorf("decoder: Stream Start of transaction %d inside the stream block of transaction %d", m.XID, d.cur.xid)
 		}
@@ -318,10 +321,10 @@ func (d *Decoder) apply(m Message, emit Emit) error {
 		}
 		d.cur = s
 		return nil
-	case *StreamStopMessage:
+	case *pgoutput.StreamStopMessage:
 		d.inStream, d.cur = false, nil
 		return nil
-	case *StreamAbortMessage:
+	case *pgoutput.StreamAbortMessage:
 		s := d.streams[m.XID]
 		if s == nil {
 			return nil // nothing of it was received (e.g. before a reconnect)
@@ -335,38 +338,12 @@ func (d *Decoder) apply(m Message, emit Emit) error {
 		}
 		s.aborted[m.SubXID] = true
 		return nil
-	case *StreamCommitMessage:
-		return d.commitStream(m, emit)
-	case *TwoPhaseMessage:
+	case *pgoutput.StreamCommitMessage:
+		return d.commitStream(ctx, m, emit)
+	case *pgoutput.TwoPhaseMessage:
 		return fmt.Errorf("decoder: unexpected two-phase message %s for transaction %d (gid %q): walex does not enable two_phase on its slots", m.Kind, m.XID, m.GID)
 	}
 	return fmt.Errorf("decoder: unhandled message %T", m)
-}
-
-// fill decodes the row change m (an insert, update or delete) of rel into c.
-func (v *values) fill(m Message, rel *Relation, c *Change) (err error) {
-	switch m := m.(type) {
-	case *InsertMessage:
-		c.Op = OpInsert
-		c.New, err = v.decodeTuple(rel, m.New, false)
-		return err
-	case *UpdateMessage:
-		c.Op = OpUpdate
-		if c.New, err = v.decodeTuple(rel, m.New, false); err != nil {
-			return err
-		}
-		if m.OldKind != 0 {
-			c.OldKind = m.OldKind
-			c.Old, err = v.decodeTuple(rel, m.Old, m.OldKind == 'K')
-		}
-		return err
-	case *DeleteMessage:
-		c.Op = OpDelete
-		c.OldKind = m.OldKind
-		c.Old, err = v.decodeTuple(rel, m.Old, m.OldKind == 'K')
-		return err
-	}
-	return fmt.Errorf("decoder: %T is not a row change", m)
 }
 
 // claim gives the next row change of the open transaction, on relation
@@ -441,7 +418,7 @@ func (d *Decoder) batchDone(emit Emit) error {
 func (d *Decoder) spoolMessage(data []byte) error {
 	// The xid of a data message in a stream block is the (sub)transaction's.
 	if len(data) < 5 {
-		return &ParseError{Type: MessageType(data[0]), Offset: 1, Field: "xid", Reason: "message too short for a streamed message"}
+		return &pgoutput.ParseError{Type: pgoutput.MessageType(data[0]), Offset: 1, Field: "xid", Reason: "message too short for a streamed message"}
 	}
 	subxid := uint32(data[1])<<24 | uint32(data[2])<<16 | uint32(data[3])<<8 | uint32(data[4])
 	// The message is parsed only at the Stream Commit, when it is decoded
@@ -482,7 +459,7 @@ func (d *Decoder) dropStream(s *spool) {
 	delete(d.streams, s.xid)
 }
 
-func (d *Decoder) commitStream(m *StreamCommitMessage, emit Emit) error {
+func (d *Decoder) commitStream(ctx context.Context, m *pgoutput.StreamCommitMessage, emit Emit) error {
 	if d.tx != nil {
 		return fmt.Errorf("decoder: Stream Commit of transaction %d while transaction %d is open", m.XID, d.tx.batch.XID)
 	}
@@ -494,7 +471,7 @@ func (d *Decoder) commitStream(m *StreamCommitMessage, emit Emit) error {
 	}
 	if s != nil {
 		if w := d.replayWorkers(); w > 1 && s.entries >= d.replayMin {
-			d.tx.par = d.startReplay(emit, w)
+			d.tx.par = d.startReplay(ctx, emit, w)
 		}
 		err := s.each(func(msg []byte, aborted bool) error {
 			// The server tracks the Relation (and Type) messages it sent
@@ -503,25 +480,26 @@ func (d *Decoder) commitStream(m *StreamCommitMessage, emit Emit) error {
 			// back is not repeated for the rest of the transaction. So
 			// those are applied even from aborted subtransactions; their
 			// row changes are not.
-			if aborted && MessageType(msg[0]) != MsgRelation && MessageType(msg[0]) != MsgType {
+			kind := pgoutput.MessageType(msg[0])
+			if aborted && kind != pgoutput.MsgRelation && kind != pgoutput.MsgType {
 				return nil
 			}
 			if par := d.tx.par; par != nil {
-				switch MessageType(msg[0]) {
-				case MsgInsert, MsgUpdate, MsgDelete:
+				switch kind {
+				case pgoutput.MsgInsert, pgoutput.MsgUpdate, pgoutput.MsgDelete:
 					return d.replayChange(par, msg)
 				}
 			}
-			pm, err := Parse(msg, true)
+			pm, err := d.parser.Parse(msg, true)
 			if err != nil {
 				return err
 			}
-			if om, ok := pm.(*OriginMessage); ok {
+			if om, ok := pm.(*pgoutput.OriginMessage); ok {
 				d.tx.batch.Origin = om.Name
 				d.tx.skip = d.opts.SkipOrigins
 				return nil
 			}
-			return d.apply(pm, emit)
+			return d.apply(ctx, pm, emit)
 		})
 		if par := d.tx.par; par != nil {
 			if err == nil {

@@ -1,11 +1,14 @@
 package decoder
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/walex-go/walex/decoder/pgoutput"
+	"github.com/walex-go/walex/decoder/pgvalue"
 )
 
 const (
@@ -22,8 +25,8 @@ func feed(t *testing.T, d *Decoder, msgs ...[]byte) []*Batch {
 	t.Helper()
 	var out []*Batch
 	for i, m := range msgs {
-		if err := d.Decode(m, func(b *Batch) error { out = append(out, b); return nil }); err != nil {
-			t.Fatalf("Decode(message %d, %s) = %v", i, MessageType(m[0]), err)
+		if err := d.Decode(context.Background(), m, func(b *Batch) error { out = append(out, b); return nil }); err != nil {
+			t.Fatalf("Decode(message %d, %s) = %v", i, pgoutput.MessageType(m[0]), err)
 		}
 	}
 	return out
@@ -38,7 +41,7 @@ func TestTransactionV1(t *testing.T) {
 		updateMsg(false, 0, 1, 0, nil, "1", "bob", unchangedCol{}),
 		updateMsg(false, 0, 1, 'K', []any{"1", nil, nil}, "2", "bob", nil),
 		deleteMsg(false, 0, 1, 'K', "2", nil, nil),
-		truncateMsg(false, 0, TruncateCascade, 1),
+		truncateMsg(false, 0, pgoutput.TruncateCascade, 1),
 		commitMsg(0x100, 0x180),
 	)
 	if len(bs) != 1 {
@@ -56,8 +59,8 @@ func TestTransactionV1(t *testing.T) {
 		t.Errorf("insert = %+v", ins)
 	}
 	up := b.Changes[1]
-	if up.Op != OpUpdate || up.Old != nil || up.New["data"] != Unchanged {
-		t.Errorf("update = %+v, want no old record and data Unchanged", up)
+	if up.Op != OpUpdate || up.Old != nil || up.New["data"] != pgvalue.Unchanged {
+		t.Errorf("update = %+v, want no old record and data pgvalue.Unchanged", up)
 	}
 	upk := b.Changes[2]
 	if !reflect.DeepEqual(upk.Old, map[string]any{"id": int32(1)}) || upk.OldKind != 'K' {
@@ -106,7 +109,7 @@ func TestRelationChangeMidStream(t *testing.T) {
 func TestUnknownRelationIsError(t *testing.T) {
 	d := New(Options{})
 	feed(t, d, beginMsg(0x100, 7))
-	err := d.Decode(insertMsg(false, 0, 99, "1"), func(*Batch) error { return nil })
+	err := d.Decode(context.Background(), insertMsg(false, 0, 99, "1"), func(*Batch) error { return nil })
 	if err == nil {
 		t.Fatal("insert into unknown relation: no error")
 	}
@@ -174,56 +177,13 @@ func TestEmitErrorStops(t *testing.T) {
 	d := New(Options{})
 	feed(t, d, beginMsg(0x100, 7), relationMsg(false, 0, 1, "public", "t", 'd', col{"a", oidInt4, true}))
 	want := errors.New("stop")
-	if err := d.Decode(commitMsg(0x100, 0x180), func(*Batch) error { return want }); !errors.Is(err, want) {
+	if err := d.Decode(context.Background(), commitMsg(0x100, 0x180), func(*Batch) error { return want }); !errors.Is(err, want) {
 		t.Fatalf("Decode = %v, want %v", err, want)
 	}
 }
 
 // TestTruncatedMessages feeds every prefix of every message kind: each must
 // give an error (or parse, for prefixes that are complete), never panic.
-func TestTruncatedMessages(t *testing.T) {
-	all := [][]byte{
-		beginMsg(1, 2), commitMsg(1, 2),
-		msg(MsgOrigin).u64(5).str("node1").bytes(),
-		relationMsg(false, 0, 1, "public", "users", 'f', usersCols...),
-		relationMsg(true, 9, 1, "public", "users", 'f', usersCols...),
-		msg(MsgType).u32(16500).str("public").str("mood").bytes(),
-		insertMsg(false, 0, 1, "1", nil, unchangedCol{}, []byte{0, 1}),
-		updateMsg(true, 9, 1, 'O', []any{"1", "x"}, "1", "y"),
-		deleteMsg(false, 0, 1, 'O', "1", "x"),
-		truncateMsg(true, 9, 3, 1, 2, 3),
-		msg(MsgMessage).u8(1).u64(77).str("walex").u32(3).raw([]byte("abc")).bytes(),
-		streamStart(9, true), streamStop(), streamCommit(9, 1, 2), streamAbort(9, 10),
-		msg(MsgStreamAbort).u32(9).u32(10).u64(5).time(testTime).bytes(),
-		msg(MsgBeginPrepare).u64(1).u64(2).time(testTime).u32(3).str("gid").bytes(),
-		msg(MsgRollbackPrepare).u8(0).u64(1).u64(2).time(testTime).time(testTime).u32(3).str("gid").bytes(),
-	}
-	for _, m := range all {
-		for _, inStream := range []bool{false, true} {
-			for n := 0; n < len(m); n++ {
-				_, err := Parse(m[:n], inStream)
-				var pe *ParseError
-				if err != nil && !errors.As(err, &pe) {
-					t.Errorf("%s prefix %d: error %T, want *ParseError", MessageType(m[0]), n, err)
-				}
-			}
-		}
-	}
-}
-
-func TestParseErrorNamesTypeAndOffset(t *testing.T) {
-	_, err := Parse(insertMsg(false, 0, 1, "hello")[:12], false)
-	var pe *ParseError
-	if !errors.As(err, &pe) {
-		t.Fatalf("err = %v, want *ParseError", err)
-	}
-	if pe.Type != MsgInsert || pe.Offset == 0 {
-		t.Errorf("ParseError = %+v", pe)
-	}
-	if got := err.Error(); got == "" {
-		t.Error("empty message")
-	}
-}
 
 // TestStreamCommitKeepsRelations: after a Stream Commit the server counts
 // the relations described inside the stream as known and does not send

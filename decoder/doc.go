@@ -1,16 +1,21 @@
 // Package decoder turns a pgoutput logical replication stream into
 // committed transactions of typed row changes. It does no network I/O and
-// is safe to feed untrusted bytes: a malformed message is a [*ParseError]
-// naming the message type and offset, never a panic.
+// is safe to feed untrusted bytes: a malformed message is a
+// [*pgoutput.ParseError] naming the message type and offset, never a panic.
 //
-// # Messages
+// # Layers
 //
-// [Parse] parses one message of protocol versions 1 to 4: Begin, Commit,
-// Origin, Relation, Type, Insert, Update, Delete, Truncate, Message, the
-// stream messages of version 2 (Stream Start/Stop/Commit/Abort, with the
-// abort LSN and time of version 4) and the two-phase messages of version
-// 3 (parsed, and refused by the [Decoder], since walex never enables
-// two_phase). Tuple data aliases the input.
+// The decoder is built in three layers, as pgx is (pgproto3, pgtype, pgx):
+//
+//   - [github.com/walex-go/walex/decoder/pgoutput], the wire layer: parses
+//     one message into a *Message value (imports nothing of walex);
+//   - [github.com/walex-go/walex/decoder/pgvalue], the values layer: turns
+//     tuple columns into Go values equal to pgx's;
+//   - this package, the transaction assembly: the relation and type cache,
+//     transactions from Begin to Commit, streamed transactions spooled
+//     until their Stream Commit (spool.go) and replayed then, on several
+//     goroutines when they are large (replay.go), and the chunking of large
+//     transactions into [Batch]es.
 //
 // # Transactions
 //
@@ -23,16 +28,13 @@
 // transactions are emitted as [Batch]es of at most [Options.MaxBatchEvents]
 // changes; the last one is Final. A large streamed transaction is decoded
 // at its commit by several goroutines ([Options.ReplayWorkers]) and still
-// emitted in order.
+// emitted in order. Two-phase messages are refused: walex never enables
+// two_phase.
 //
 // # Values
 //
-// Tuple values become the Go values that pgx's rows.Values() returns for
-// the same column with pgx's default type map: a type pgx knows is decoded
-// by its codec (domains by their base type, via [TypeResolver]); a type it
-// does not know keeps its text form; NULL is nil; an unchanged TOASTed
-// value is [Unchanged]. Values may come in text or in binary (pgoutput's
-// binary option) and decode alike: binary values of the types [BinarySafe]
-// accepts are decoded here, others are converted to text by
-// [Options.TextOf].
+// Record values are pgvalue's: the Go values pgx's rows.Values() returns
+// for the same column. Domains are decoded by their base type, found
+// through [Options.Types]; binary values of types pgvalue cannot read are
+// converted by [Options.TextOf].
 package decoder

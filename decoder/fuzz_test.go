@@ -1,6 +1,7 @@
 package decoder
 
 import (
+	"context"
 	"fmt"
 	"testing"
 )
@@ -37,7 +38,7 @@ func FuzzDecode(f *testing.F) {
 			defer d.Close()
 			var bs []*Batch
 			for _, m := range msgs {
-				if err := d.Decode(m, func(b *Batch) error { bs = append(bs, b); return nil }); err != nil {
+				if err := d.Decode(context.Background(), m, func(b *Batch) error { bs = append(bs, b); return nil }); err != nil {
 					return nil, err
 				}
 			}
@@ -57,14 +58,6 @@ func FuzzDecode(f *testing.F) {
 }
 
 // FuzzParse parses one message, in and out of a stream block.
-func FuzzParse(f *testing.F) {
-	f.Add(insertMsg(false, 0, 1, "1", nil, unchangedCol{}), false)
-	f.Add(relationMsg(true, 9, 1, "public", "users", 'f', usersCols...), true)
-	f.Add(streamAbort(1, 2), false)
-	f.Fuzz(func(t *testing.T, data []byte, inStream bool) {
-		_, _ = Parse(data, inStream)
-	})
-}
 
 func joinMessages(msgs ...[]byte) []byte {
 	var out []byte

@@ -1,10 +1,13 @@
 package decoder
 
 import (
+	"context"
 	"encoding/binary"
 	"runtime"
 	"sync"
-	"sync/atomic"
+
+	"github.com/walex-go/walex/decoder/pgoutput"
+	"github.com/walex-go/walex/decoder/pgvalue"
 )
 
 // A large streamed transaction is decoded only at its Stream Commit, from
@@ -66,35 +69,32 @@ type replayer struct {
 	closed  bool
 }
 
-// parallelReplays counts the parallel replays started (for tests).
-var parallelReplays atomic.Int64
-
-func (d *Decoder) startReplay(emit Emit, workers int) *replayer {
-	parallelReplays.Add(1)
+func (d *Decoder) startReplay(ctx context.Context, emit Emit, workers int) *replayer {
+	d.parallelReplays++
 	r := &replayer{d: d, emit: emit, jobs: make(chan *replayJob, workers), jobSize: d.replayJob, limit: workers + 1}
 	for range workers {
 		r.wg.Add(1)
-		go r.work(newValues(d.textOf, make(map[*Relation][]columnCodec)))
+		go r.work(ctx, rows{vals: pgvalue.NewValues(d.textOf()), own: make(map[*Relation][]pgvalue.Codec)})
 	}
 	return r
 }
 
-func (r *replayer) work(v values) {
+func (r *replayer) work(ctx context.Context, rs rows) {
 	defer r.wg.Done()
-	var sc scratch
+	var p pgoutput.Parser
 	for j := range r.jobs {
 		for _, it := range j.items {
 			if it.end < 0 {
 				j.out = append(j.out, it.pre)
 				continue
 			}
-			m, err := parse(j.buf[it.off:it.end], true, &sc)
+			m, err := p.Parse(j.buf[it.off:it.end], true)
 			if err != nil {
 				j.err = err
 				break
 			}
 			j.out = append(j.out, Change{Relation: it.rel, Index: it.idx})
-			if err := v.fill(m, it.rel, &j.out[len(j.out)-1]); err != nil {
+			if err := rs.fill(ctx, m, it.rel, &j.out[len(j.out)-1]); err != nil {
 				j.err = err
 				break
 			}
@@ -208,7 +208,7 @@ func (d *Decoder) replayChange(r *replayer, msg []byte) error {
 	// A streamed insert, update or delete: type, xid, relation ID, ...
 	// (the rest is parsed by the worker).
 	if len(msg) < 9 {
-		return &ParseError{Type: MessageType(msg[0]), Offset: 5, Field: "relation", Reason: "message too short"}
+		return &pgoutput.ParseError{Type: pgoutput.MessageType(msg[0]), Offset: 5, Field: "relation", Reason: "message too short"}
 	}
 	rel, idx, wanted, err := d.claim(binary.BigEndian.Uint32(msg[5:]))
 	if err != nil || !wanted {

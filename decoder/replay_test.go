@@ -2,10 +2,13 @@ package decoder
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/walex-go/walex/decoder/pgoutput"
 )
 
 // parallelStream is a streamed transaction (xid 50) large enough for a
@@ -30,7 +33,7 @@ func parallelStream(n int) [][]byte {
 			msgs = append(msgs, relationMsg(true, xid, 1, "public", "items", 'f',
 				col{"id", oidInt4, true}, col{"name", oidText, false}, col{"doc", oidJSONB, false}, col{"n", oidNum, false}))
 		case i%1000 == 999:
-			msgs = append(msgs, truncateMsg(true, xid, TruncateCascade, 1, 2))
+			msgs = append(msgs, truncateMsg(true, xid, pgoutput.TruncateCascade, 1, 2))
 		case i%997 == 0:
 			msgs = append(msgs, streamStop(), streamStart(other, i == 0))
 			if i == 0 {
@@ -94,21 +97,20 @@ func views(bs []*Batch) []changeView {
 // replay on one goroutine emits, in the same batches.
 func TestParallelReplay(t *testing.T) {
 	msgs := parallelStream(20000)
-	textOf := func(oid uint32, b []byte) ([]byte, error) { return bytes.ToUpper(b), nil }
+	textOf := func(_ context.Context, oid uint32, b []byte) ([]byte, error) { return bytes.ToUpper(b), nil }
 	skip := func(r *Relation) bool { return r.Name == "skipped" }
-	decode := func(workers int) []*Batch {
+	decode := func(workers int) ([]*Batch, int) {
 		d := New(Options{ReplayWorkers: workers, MaxBatchEvents: 3000, MemoryBudget: 1 << 20, SpillDir: t.TempDir(), TextOf: textOf, Skip: skip})
 		defer d.Close()
-		return feed(t, d, msgs...)
+		return feed(t, d, msgs...), d.parallelReplays
 	}
-	before := parallelReplays.Load()
-	serial := decode(1)
-	if parallelReplays.Load() != before {
+	serial, n := decode(1)
+	if n != 0 {
 		t.Fatal("ReplayWorkers 1 replayed in parallel")
 	}
-	parallel := decode(3)
-	if parallelReplays.Load() != before+1 {
-		t.Fatal("ReplayWorkers 3 did not replay in parallel")
+	parallel, n := decode(3)
+	if n != 1 {
+		t.Fatalf("ReplayWorkers 3 replayed %d times in parallel, want once", n)
 	}
 	if len(serial) < 5 {
 		t.Fatalf("the serial replay emitted %d batches; the test needs several chunks", len(serial))
@@ -154,7 +156,7 @@ func TestParallelReplay(t *testing.T) {
 func TestParallelReplayError(t *testing.T) {
 	msgs := parallelStream(20000)
 	boom := errors.New("boom")
-	d := New(Options{ReplayWorkers: 3, TextOf: func(uint32, []byte) ([]byte, error) { return nil, boom }})
+	d := New(Options{ReplayWorkers: 3, TextOf: func(context.Context, uint32, []byte) ([]byte, error) { return nil, boom }})
 	defer d.Close()
 	err := decodeAll(d, msgs)
 	if !errors.Is(err, boom) {
@@ -166,11 +168,11 @@ func TestParallelReplayError(t *testing.T) {
 
 	// An emit error (the consumer is gone) stops the replay too.
 	stop := errors.New("consumer stopped")
-	d = New(Options{ReplayWorkers: 3, MaxBatchEvents: 500, TextOf: func(_ uint32, b []byte) ([]byte, error) { return b, nil }})
+	d = New(Options{ReplayWorkers: 3, MaxBatchEvents: 500, TextOf: func(_ context.Context, _ uint32, b []byte) ([]byte, error) { return b, nil }})
 	defer d.Close()
 	var emitted int
 	for _, m := range msgs {
-		err = d.Decode(m, func(*Batch) error {
+		err = d.Decode(context.Background(), m, func(*Batch) error {
 			if emitted++; emitted == 3 {
 				return stop
 			}

@@ -1,4 +1,4 @@
-package decoder
+package pgvalue
 
 import (
 	"encoding/binary"
@@ -166,23 +166,6 @@ func direct(size int, slow valueFunc, read func([]byte) any) valueFunc {
 		return read(src), nil
 	}
 }
-
-// BinarySafe reports whether the decoder decodes values of the type with
-// this OID (the base type, for a domain) in their binary form itself,
-// giving the same Go values as for their text form: the built-in types
-// pgx knows. Values of other types that arrive in binary (pgoutput's
-// binary option) must be converted to text by the server (see
-// Options.TextOf).
-func BinarySafe(oid uint32) bool {
-	if oid >= firstNormalOID {
-		return false
-	}
-	_, ok := defaultTypes.TypeForOID(oid)
-	return ok
-}
-
-// defaultTypes is pgx's type map, for BinarySafe (read only).
-var defaultTypes = pgtype.NewMap()
 
 const (
 	unixToY2K = 946_684_800 * 1_000_000               // µs from 1970-01-01 to 2000-01-01
