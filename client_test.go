@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -106,20 +107,22 @@ func TestAcknowledgeOnlyAfterHandlerReturns(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("handler not called")
 	}
-	// Several status intervals pass while the handler runs: the slot must
-	// not move past the transaction.
-	time.Sleep(500 * time.Millisecond)
+	// Status updates keep coming while the handler runs (one every 100 ms):
+	// the slot must not move past the transaction.
+	since := time.Now()
+	mon := connect(t, url)
+	waitFor(t, 10*time.Second, "three status updates after the handler was called", func() (bool, error) {
+		var last *time.Time
+		err := mon.QueryRow(context.Background(), `SELECT max(reply_time) FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name LIKE 'ack_walex%'`).Scan(&last)
+		return last != nil && last.After(since.Add(300*time.Millisecond)), err
+	})
 	if got := slotFlushLSN(t, url, "ack_walex"); got >= e.CommitLSN {
 		t.Fatalf("confirmed_flush_lsn %s >= commit LSN %s while the handler is still running", got, e.CommitLSN)
 	}
 	close(release)
-	deadline := time.Now().Add(10 * time.Second)
-	for slotFlushLSN(t, url, "ack_walex") <= e.CommitLSN {
-		if time.Now().After(deadline) {
-			t.Fatalf("confirmed_flush_lsn %s did not pass commit LSN %s after the handler returned", slotFlushLSN(t, url, "ack_walex"), e.CommitLSN)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "confirmed_flush_lsn past the commit LSN after the handler returned", func() (bool, error) {
+		return slotFlushLSN(t, url, "ack_walex") > e.CommitLSN, nil
+	})
 }
 
 func TestDispatchOrderAndAllTables(t *testing.T) {
@@ -174,16 +177,11 @@ func TestDispatchOrderAndAllTables(t *testing.T) {
 	}
 	// The recorder sees a call before the middleware returns from it.
 	want6 := strings.Repeat("outer>inner><inner<outer", 6)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitFor(t, 10*time.Second, "24 middleware calls", func() (bool, error) {
 		mwMu.Lock()
-		n := len(mwCalls)
-		mwMu.Unlock()
-		if n >= 24 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer mwMu.Unlock()
+		return len(mwCalls) >= 24, nil
+	})
 	mwMu.Lock()
 	defer mwMu.Unlock()
 	if got, want := strings.Join(mwCalls, ""), want6; got != want {
@@ -267,16 +265,11 @@ func TestFunctions(t *testing.T) {
 	stop := running(t, c)
 	waitStreaming(t, url, "funcs_walex")
 	exec(t, url, `INSERT INTO t SELECT generate_series(1, 50)`)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitFor(t, 30*time.Second, "the functions to see 50 events", func() (bool, error) {
 		mu.Lock()
-		n := len(seen)
-		mu.Unlock()
-		if n == 50 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(seen) == 50, nil
+	})
 	mu.Lock()
 	for id := int32(1); id <= 50; id++ {
 		if seen[id] != 2 {
@@ -378,16 +371,18 @@ func TestTwoClientsIsolated(t *testing.T) {
 	waitSlots(t, url2, "same_walex", 1)
 	exec(t, url1, `INSERT INTO t VALUES (1); INSERT INTO u VALUES (10)`)
 	exec(t, url2, `INSERT INTO t VALUES (2)`)
-	got1, got2, got3 := r1.wait(t, 1), r2.wait(t, 1), r3.wait(t, 1)
-	time.Sleep(200 * time.Millisecond)
-	if strings.Join(r1.wait(t, 1), " ") != "c1[insert:t]" || r1.evs[0][0].NewRecord["id"] != int32(1) {
-		t.Errorf("client 1 got %v", got1)
+	// Rows in each table after those: whatever a client should not get
+	// would have come before them.
+	exec(t, url1, `INSERT INTO t VALUES (100); INSERT INTO u VALUES (100)`)
+	exec(t, url2, `INSERT INTO t VALUES (100)`)
+	if got := r1.wait(t, 2); strings.Join(got, " ") != "c1[insert:t] c1[insert:t]" || r1.evs[0][0].NewRecord["id"] != int32(1) {
+		t.Errorf("client 1 got %v", got)
 	}
-	if strings.Join(r2.wait(t, 1), " ") != "c2[insert:t]" || r2.evs[0][0].NewRecord["id"] != int32(2) {
-		t.Errorf("client 2 got %v", got2)
+	if got := r2.wait(t, 2); strings.Join(got, " ") != "c2[insert:t] c2[insert:t]" || r2.evs[0][0].NewRecord["id"] != int32(2) {
+		t.Errorf("client 2 got %v", got)
 	}
-	if strings.Join(r3.wait(t, 1), " ") != "c3[insert:u]" {
-		t.Errorf("client 3 got %v", got3)
+	if got := r3.wait(t, 2); strings.Join(got, " ") != "c3[insert:u] c3[insert:u]" || r3.evs[0][0].NewRecord["id"] != int32(10) {
+		t.Errorf("client 3 got %v", got)
 	}
 }
 
@@ -399,20 +394,11 @@ func waitSlots(tb testing.TB, url, prefix string, n int) {
 		tb.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitFor(tb, 30*time.Second, fmt.Sprintf("%d active slots %s*", n, prefix), func() (bool, error) {
 		var got int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE $1 || '%' AND active AND database = current_database()`, prefix).Scan(&got); err != nil {
-			tb.Fatal(err)
-		}
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%d active slots %s*, want %d", got, prefix, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE $1 || '%' AND active AND database = current_database()`, prefix).Scan(&got)
+		return got >= n, err
+	})
 }
 
 func TestAddAndRemoveSubscriptions(t *testing.T) {
@@ -584,13 +570,10 @@ func TestUpdateConfigAndReconnect(t *testing.T) {
 	}
 	before := c.Stats().Reconnects
 	c.Reconnect()
-	deadline := time.Now().Add(20 * time.Second)
-	for c.Stats().Reconnects == before || !c.Stats().Connected {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reconnect: %+v", c.Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, 20*time.Second, "a reconnect", func() (bool, error) {
+		st := c.Stats()
+		return st.Reconnects != before && st.Connected, nil
+	})
 	waitStreaming(t, url, "rotate_walex")
 	exec(t, url, `INSERT INTO t VALUES (2)`)
 	r.wait(t, 2)
@@ -665,8 +648,9 @@ func TestSkipOriginChanges(t *testing.T) {
 			if skip {
 				want = []int32{2}
 			}
-			r.wait(t, len(want))
-			time.Sleep(200 * time.Millisecond)
+			// Row 2 came last: once it is there, row 1 has come before it
+			// or never will.
+			waitFor(t, 30*time.Second, "row 2", func() (bool, error) { return slices.Contains(r.ids(), 2), nil })
 			if got := r.ids(); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("ids = %v, want %v", got, want)
 			}

@@ -1,6 +1,6 @@
 package walex_test
 
-// End-to-end decoding acceptance tests (issue 3): replica identities,
+// End-to-end decoding tests: replica identities,
 // unchanged TOAST, multi-table TRUNCATE, schema changes between inserts,
 // streamed (protocol v2) transactions — large, aborted and with
 // savepoints — all through walex.Client against a real PostgreSQL.
@@ -149,17 +149,9 @@ func decStreamedTxns(t *testing.T, url string) int64 {
 // plain (v1-style) path.
 func decWaitStreamed(t *testing.T, url string, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := decStreamedTxns(t, url)
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pg_stat_replication_slots.stream_txns = %d, want >= %d: the walsender did not stream the transaction (is logical_decoding_work_mem = 64kB in effect?)", got, n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, fmt.Sprintf("pg_stat_replication_slots.stream_txns >= %d (the walsender streams a transaction past logical_decoding_work_mem = 64kB)", n), func() (bool, error) {
+		return decStreamedTxns(t, url) >= n, nil
+	})
 }
 
 // decOpenStreamed inserts n rows into t (id, payload) in a transaction it
@@ -680,19 +672,15 @@ func TestStreamLarge(t *testing.T) {
 	// considers the table described by the streamed transaction's Relation
 	// message and does not send another.
 	exec(t, url, `INSERT INTO big VALUES (0, 'after')`)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitCtx, cancelWait := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelWait()
+	err = poll(waitCtx, col.done, "the insert after the streamed transaction", func() (bool, error) {
 		mu.Lock()
-		n := len(after)
-		mu.Unlock()
-		if n > 0 || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-col.done:
-			t.Fatalf("Run returned early: %v", col.err)
-		case <-time.After(20 * time.Millisecond):
-		}
+		defer mu.Unlock()
+		return len(after) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("%v (Run: %v)", err, col.err)
 	}
 
 	mu.Lock()

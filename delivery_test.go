@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -148,13 +149,9 @@ func TestHeartbeatAdvancesIdleSlot(t *testing.T) {
 	waitStreaming(t, url, "hb_walex")
 	exec(t, url, `INSERT INTO other SELECT generate_series(1, 20000)`)
 	target := currentWAL(t, url)
-	deadline := time.Now().Add(20 * time.Second)
-	for slotFlushLSN(t, url, "hb_walex") < target {
-		if time.Now().After(deadline) {
-			t.Fatalf("confirmed_flush_lsn %s did not reach %s while the subscribed table was idle", slotFlushLSN(t, url, "hb_walex"), target)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, 20*time.Second, fmt.Sprintf("confirmed_flush_lsn at %s while the subscribed table is idle", target), func() (bool, error) {
+		return slotFlushLSN(t, url, "hb_walex") >= target, nil
+	})
 	st := c.Stats()
 	if !st.Connected || st.AckedLSN < target || st.ReceivedLSN < st.AckedLSN || st.Transactions != 0 {
 		t.Errorf("Stats() = %+v", st)

@@ -9,7 +9,7 @@ import (
 )
 
 // jsonRecord converts a record's values to their documented JSON form.
-// It returns the record itself when nothing needs converting.
+// It returns a new map, so that the event's own record is never changed.
 func jsonRecord(rec map[string]any) map[string]any {
 	if rec == nil {
 		return nil

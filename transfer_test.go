@@ -96,12 +96,7 @@ func TestTransferAuto(t *testing.T) {
 
 // waitLogged waits up to 10 s for logged() to contain s.
 func waitLogged(logged func() string, s string) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logged(), s) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return poll(ctx, nil, "a log record", func() (bool, error) { return strings.Contains(logged(), s), nil }) == nil
 }

@@ -41,7 +41,7 @@ type typeCase struct {
 	noArray bool
 }
 
-// typeCases is the type matrix of issue 3: every built-in type family,
+// typeCases is the type matrix: every built-in type family,
 // user-defined enum, domain and composite types, extension types, and
 // arrays of each.
 var typeCases = []typeCase{

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/walex-go/walex/decoder/pgoutput"
 	"github.com/walex-go/walex/decoder/pgvalue"
+	"github.com/walex-go/walex/internal/logkey"
 )
 
 // LSN is a PostgreSQL WAL position.
@@ -448,7 +449,7 @@ func (d *Decoder) spoolMessage(data []byte) error {
 			return err
 		}
 		d.memUsed -= freed
-		d.opts.Logger.Debug("walex decoder spilled streamed transaction to disk", "xid", big.xid, "bytes", freed)
+		d.opts.Logger.Debug("walex: spilled a streamed transaction to disk", logkey.XID, big.xid, logkey.Bytes, freed)
 	}
 	return nil
 }

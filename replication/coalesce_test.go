@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -24,68 +25,80 @@ func (c *chunks) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func TestCoalescingReaderWaitsWhileBusy(t *testing.T) {
-	const delay = 200 * time.Millisecond // the busy reads must fall within it, even on a loaded machine
-	small, kib := make([]byte, 100), make([]byte, coalesceQuietBytes)
-	var data [][]byte
-	for range coalesceBusyReads {
-		data = append(data, small)
-	}
-	data = append(data, kib, small, small)
-	c := &coalescingReader{r: &chunks{data: data}, delay: delay}
-	buf := make([]byte, 4096)
-	read := func() time.Duration {
-		t.Helper()
-		start := time.Now()
-		if _, err := c.Read(buf); err != nil {
-			t.Fatal(err)
-		}
-		return time.Since(start)
-	}
+// The coalescing tests that wait run in a synctest bubble: time there is
+// the bubble's own, advanced exactly by the reader's sleeps, so the waits
+// are checked to the nanosecond whatever the load on the machine.
 
-	// Reads in quick succession: after coalesceBusyReads of them within
-	// delay the stream is busy, and a short read schedules a wait.
-	for i := range coalesceBusyReads {
-		read()
-		if last := i == coalesceBusyReads-1; c.next.IsZero() == last {
-			t.Fatalf("read %d: wait scheduled = %v, want %v", i+1, !c.next.IsZero(), last)
+func TestCoalescingReaderWaitsWhileBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay = time.Millisecond
+		small, kib := make([]byte, 100), make([]byte, coalesceQuietBytes)
+		var data [][]byte
+		for range coalesceBusyReads {
+			data = append(data, small)
 		}
-	}
-	// The next read waits; it brings enough to stay busy.
-	if waited := read(); waited < delay*2/3 {
-		t.Errorf("the read after a busy short read came after %v, want about %v", waited, delay)
-	}
-	if !c.busy || c.next.IsZero() {
-		t.Fatal("a read of coalesceQuietBytes after a wait left the busy state")
-	}
-	// This one waits too, but brings little: the stream has slowed down.
-	if waited := read(); waited < delay*2/3 {
-		t.Errorf("second wait: %v", waited)
-	}
-	if c.busy || !c.next.IsZero() {
-		t.Fatal("a small read after a wait kept the busy state: a slow stream would get extra latency")
-	}
-	read() // at once: nothing was scheduled
+		data = append(data, kib, small, small)
+		c := &coalescingReader{r: &chunks{data: data}, delay: delay}
+		buf := make([]byte, 4096)
+		read := func() time.Duration {
+			t.Helper()
+			start := time.Now()
+			if _, err := c.Read(buf); err != nil {
+				t.Fatal(err)
+			}
+			return time.Since(start)
+		}
+
+		// Reads in quick succession: after coalesceBusyReads of them within
+		// delay the stream is busy, and a short read schedules a wait.
+		for i := range coalesceBusyReads {
+			if waited := read(); waited != 0 {
+				t.Fatalf("read %d waited %v", i+1, waited)
+			}
+			if last := i == coalesceBusyReads-1; c.next.IsZero() == last {
+				t.Fatalf("read %d: wait scheduled = %v, want %v", i+1, !c.next.IsZero(), last)
+			}
+		}
+		// The next read waits; it brings enough to stay busy.
+		if waited := read(); waited != delay {
+			t.Errorf("the read after a busy short read waited %v, want %v", waited, delay)
+		}
+		if !c.busy || c.next.IsZero() {
+			t.Fatal("a read of coalesceQuietBytes after a wait left the busy state")
+		}
+		// This one waits too, but brings little: the stream has slowed down.
+		if waited := read(); waited != delay {
+			t.Errorf("second wait: %v, want %v", waited, delay)
+		}
+		if c.busy || !c.next.IsZero() {
+			t.Fatal("a small read after a wait kept the busy state: a slow stream would get extra latency")
+		}
+		if waited := read(); waited != 0 { // nothing was scheduled
+			t.Errorf("a read after the stream slowed down waited %v", waited)
+		}
+	})
 }
 
 func TestCoalescingReaderQuietStreamDoesNotWait(t *testing.T) {
-	const delay = 5 * time.Millisecond
-	small := make([]byte, 100)
-	var data [][]byte
-	for range 2 * coalesceBusyReads {
-		data = append(data, small)
-	}
-	c := &coalescingReader{r: &chunks{data: data}, delay: delay}
-	buf := make([]byte, 4096)
-	for range 2 * coalesceBusyReads {
-		if _, err := c.Read(buf); err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 5 * time.Millisecond
+		small := make([]byte, 100)
+		var data [][]byte
+		for range 2 * coalesceBusyReads {
+			data = append(data, small)
 		}
-		if c.busy || !c.next.IsZero() {
-			t.Fatal("reads further apart than delay made the stream busy: a quiet stream would get extra latency")
+		c := &coalescingReader{r: &chunks{data: data}, delay: delay}
+		buf := make([]byte, 4096)
+		for range 2 * coalesceBusyReads {
+			if _, err := c.Read(buf); err != nil {
+				t.Fatal(err)
+			}
+			if c.busy || !c.next.IsZero() {
+				t.Fatal("reads further apart than delay made the stream busy: a quiet stream would get extra latency")
+			}
+			time.Sleep(delay + delay/5) // the next message comes later than delay
 		}
-		time.Sleep(delay + delay/5) // the next message comes later than delay
-	}
+	})
 }
 
 func TestCoalescingReaderFullReadDoesNotWait(t *testing.T) {
