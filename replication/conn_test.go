@@ -40,9 +40,9 @@ func TestLiveness(t *testing.T) {
 		received int
 		want     verdict
 	}{
-		{at(4 * time.Second), 0, alive},   // before the first look
-		{at(5 * time.Second), 3, alive},   // messages came
-		{at(9 * time.Second), 0, alive},   // before the next look
+		{at(4 * time.Second), 0, alive}, // before the first look
+		{at(5 * time.Second), 3, alive}, // messages came
+		{at(9 * time.Second), 0, alive}, // before the next look
 		{at(10 * time.Second), 0, askReply},
 		{at(12 * time.Second), 0, alive}, // not yet time
 		{at(15 * time.Second), 1, alive}, // the reply came
