@@ -30,12 +30,12 @@ test-matrix:
 ##        then the decoder's Go benchmarks on one core. Extra flags: BENCHFLAGS='-runs 5'
 bench:
 	$(GO) run ./internal/cmd/walexbench $(BENCHFLAGS)
-	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./decoder/
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./decoder/...
 
 ## bench-quick: a smoke run of the same, 5% of the rows, one run per reader
 bench-quick:
 	$(GO) run ./internal/cmd/walexbench -scale 0.05 -runs 1 $(BENCHFLAGS)
-	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -benchtime 0.2s ./decoder/
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -benchtime 0.2s ./decoder/...
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:

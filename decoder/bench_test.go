@@ -80,3 +80,26 @@ func benchmarkDecode(b *testing.B, msgs [][]byte) {
 }
 
 // BenchmarkParseInsert measures parsing alone (no values).
+
+// TestDecodeAllocations guards the hot path: decoding an insert of the W1
+// row (five columns: int8, text, numeric, timestamptz, jsonb) allocates the
+// record map, the values that need the heap and nothing else.
+func TestDecodeAllocations(t *testing.T) {
+	msgs := w1Stream(3)
+	d := New(Options{})
+	emit := func(*Batch) error { return nil }
+	ctx := context.Background()
+	for _, m := range msgs[:2] {
+		if err := d.Decode(ctx, m, emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := testing.AllocsPerRun(1000, func() {
+		if err := d.Decode(ctx, msgs[2], emit); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 10 {
+		t.Errorf("decoding a W1 insert allocates %v times, want at most 10", n)
+	}
+}

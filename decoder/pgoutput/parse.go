@@ -157,10 +157,13 @@ func containsByte(s string, b byte) bool {
 }
 
 func parseInsert(r *reader, inStream bool, p *Parser) *InsertMessage {
-	m, newBuf := &InsertMessage{}, (*[]Column)(nil)
+	var m *InsertMessage
+	var newBuf *[]Column
 	if p != nil {
 		m, newBuf = &p.ins, &p.new
 		*m = InsertMessage{}
+	} else {
+		m = &InsertMessage{}
 	}
 	m.XID, m.RelationID = r.streamXID(inStream), r.u32("relation id")
 	r.tupleKind("N")
@@ -169,10 +172,13 @@ func parseInsert(r *reader, inStream bool, p *Parser) *InsertMessage {
 }
 
 func parseUpdate(r *reader, inStream bool, p *Parser) *UpdateMessage {
-	m, oldBuf, newBuf := &UpdateMessage{}, (*[]Column)(nil), (*[]Column)(nil)
+	var m *UpdateMessage
+	var oldBuf, newBuf *[]Column
 	if p != nil {
 		m, oldBuf, newBuf = &p.upd, &p.old, &p.new
 		*m = UpdateMessage{}
+	} else {
+		m = &UpdateMessage{}
 	}
 	m.XID, m.RelationID = r.streamXID(inStream), r.u32("relation id")
 	if k := r.tupleKind("KON"); k == 'K' || k == 'O' {
@@ -185,10 +191,13 @@ func parseUpdate(r *reader, inStream bool, p *Parser) *UpdateMessage {
 }
 
 func parseDelete(r *reader, inStream bool, p *Parser) *DeleteMessage {
-	m, oldBuf := &DeleteMessage{}, (*[]Column)(nil)
+	var m *DeleteMessage
+	var oldBuf *[]Column
 	if p != nil {
 		m, oldBuf = &p.del, &p.old
 		*m = DeleteMessage{}
+	} else {
+		m = &DeleteMessage{}
 	}
 	m.XID, m.RelationID = r.streamXID(inStream), r.u32("relation id")
 	m.OldKind = r.tupleKind("KO")
