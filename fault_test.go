@@ -63,11 +63,7 @@ func TestFaultTerminateWalsender(t *testing.T) {
 	}, 200*time.Microsecond))
 	r := startRun(t, c)
 
-	mon, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close(context.Background())
+	mon := connect(t, url)
 	pid, err := waitWalsender(ctx, mon, slot, 0, r.done)
 	if err != nil {
 		t.Fatal(err)
@@ -435,24 +431,6 @@ func readLedgerFile(path string) (ds []delivery, partial int, err error) {
 	return ds, partial, nil
 }
 
-// safeBuffer collects a child's output.
-type safeBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *safeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *safeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestFaultConsumerKilled SIGKILLs the consuming process mid-stream, twice
 // (once wherever the stream is, once while a handler call is blocked), and
 // starts a new one each time; the third finishes.
@@ -473,13 +451,13 @@ func TestFaultConsumerKilled(t *testing.T) {
 
 	type child struct {
 		cmd  *osexec.Cmd
-		out  *safeBuffer
+		out  *logs
 		done chan struct{}
 		err  error
 	}
 	start := func(n int) *child {
 		t.Helper()
-		ch := &child{out: &safeBuffer{}, done: make(chan struct{})}
+		ch := &child{out: &logs{}, done: make(chan struct{})}
 		ch.cmd = osexec.Command(os.Args[0], "-test.run=^TestHelperFaultConsumer$", "-test.count=1", "-test.v", "-test.timeout=3m")
 		ch.cmd.Env = append(os.Environ(), helperEnv+"=1", helperURLEnv+"="+url, helperLedgerEnv+"="+ledgerPath, helperSessionEnv+"="+strconv.Itoa(n*1000), helperHoldEnv+"="+holdPath)
 		ch.cmd.Stdout, ch.cmd.Stderr = ch.out, ch.out
@@ -529,11 +507,7 @@ func TestFaultConsumerKilled(t *testing.T) {
 		})
 	}
 
-	mon, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close(context.Background())
+	mon := connect(t, url)
 
 	var marks []killMark
 	var cur *child
@@ -785,11 +759,7 @@ func testSlowHandler(t *testing.T, timeout string, status, slow time.Duration) {
 		return record(ctx, evs)
 	})
 	r := startRun(t, c)
-	mon, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close(context.Background())
+	mon := connect(t, url)
 	pid, err := waitWalsender(ctx, mon, slot, 0, r.done)
 	if err != nil {
 		t.Fatal(err)

@@ -86,8 +86,8 @@ func startServer(tb testing.TB, opts pgtest.Options) *pgtest.Server {
 	return srv
 }
 
-// logs is a client log kept for a test to look at (and printed, in its
-// last lines, if the test fails).
+// logs is a log (a client's, or a child process's output) kept for a test
+// to look at; safe for concurrent writes.
 type logs struct {
 	mu  sync.Mutex
 	buf bytes.Buffer

@@ -1,6 +1,9 @@
 package pgoutput
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // Parse parses one pgoutput message. inStream tells whether the message is
 // inside a Stream Start … Stream Stop block, where data messages carry the
@@ -108,20 +111,34 @@ func (r *reader) tuple(part string, buf *[]Column) []Column {
 			*buf = cols
 		}
 	}
+	// The loop of the hot path reads the buffer directly; anything short
+	// or unknown goes to the reader's checked reads, which name the error.
+	data := r.buf
 	for i := range cols {
-		k := r.u8("column kind")
+		if r.off >= len(data) {
+			r.u8("column kind")
+			return nil
+		}
+		k := data[r.off]
+		r.off++
 		cols[i].Kind = k
 		switch k {
 		case ColNull, ColUnchanged:
 		case ColText, ColBinary:
-			cols[i].Data = r.bytes(r.length("column length"), "column data")
-		default:
-			if r.err == nil {
-				r.off--
-				r.fail("column kind", fmt.Sprintf("unknown column kind 0x%02x", k))
+			if len(data)-r.off >= 4 {
+				if n := binary.BigEndian.Uint32(data[r.off:]); uint64(n) <= uint64(len(data)-r.off-4) {
+					l := int(n)
+					r.off += 4
+					cols[i].Data = data[r.off : r.off+l : r.off+l]
+					r.off += l
+					continue
+				}
 			}
-		}
-		if r.err != nil {
+			r.bytes(r.length("column length"), "column data")
+			return nil
+		default:
+			r.off--
+			r.fail("column kind", fmt.Sprintf("unknown column kind 0x%02x", k))
 			return nil
 		}
 	}
