@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/walex-go/walex/internal/logkey"
+	"github.com/walex-go/walex/internal/pgtime"
 )
 
 // Ack records that everything up to lsn (a transaction's end LSN) was
@@ -86,7 +87,7 @@ func (c *Conn) sendStatus(replyRequested bool) error {
 	buf = binary.BigEndian.AppendUint64(buf, uint64(write))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(flush))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(flush))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(time.Since(pgEpoch).Microseconds()))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(pgtime.Micros(time.Now())))
 	if replyRequested {
 		buf = append(buf, 1)
 	} else {
@@ -103,9 +104,6 @@ func (c *Conn) sendStatus(replyRequested bool) error {
 	}
 	return nil
 }
-
-// pgEpoch is the PostgreSQL timestamp epoch of the status update's clock.
-var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Finish sends a last status update after Stream returned, so that the
 // server learns the final acknowledged position. It gives up after 5 s.

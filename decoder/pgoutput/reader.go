@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/walex-go/walex/internal/pgtime"
 )
 
 // reader is a bounds-checked cursor over one pgoutput message with a
@@ -87,7 +88,7 @@ func (r *reader) time(field string) time.Time {
 	if r.err != nil {
 		return time.Time{}
 	}
-	return Epoch.Add(time.Duration(int64(v)) * time.Microsecond)
+	return pgtime.Time(int64(v))
 }
 
 // str reads a NUL-terminated string.

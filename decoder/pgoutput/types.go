@@ -2,7 +2,6 @@ package pgoutput
 
 import (
 	"fmt"
-	"time"
 )
 
 // MessageType is the first byte of a pgoutput message.
@@ -78,7 +77,3 @@ const (
 	TruncateCascade         = 1
 	TruncateRestartIdentity = 2
 )
-
-// Epoch is the PostgreSQL timestamp epoch; pgoutput sends times as
-// microseconds since it.
-var Epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/walex-go/walex/internal/pgtime"
 )
 
 // valueFunc decodes one non-NULL text value.
@@ -91,7 +92,7 @@ func fastBinary(m *pgtype.Map, oid uint32, t *pgtype.Type, jsonKeys map[string]s
 				return slow(src)
 			}
 			// As pgx builds it: time.Unix, so in time.Local.
-			return time.Unix(unixToY2K/1_000_000+us/1_000_000, (unixToY2K%1_000_000*1_000)+(us%1_000_000*1_000)), nil
+			return time.Unix(pgtime.EpochUnixMicro/1_000_000+us/1_000_000, (pgtime.EpochUnixMicro%1_000_000*1_000)+(us%1_000_000*1_000)), nil
 		}
 	}
 	return slow
@@ -167,7 +168,6 @@ func direct(size int, slow valueFunc, read func([]byte) any) valueFunc {
 	}
 }
 
-const (
-	unixToY2K = 946_684_800 * 1_000_000               // µs from 1970-01-01 to 2000-01-01
-	y2kRange  = 2000 * 365 * 24 * 60 * 60 * 1_000_000 // µs: ±2,000 years
-)
+// y2kRange is how far from PostgreSQL's epoch, in µs, timestamps are read
+// directly: ±2,000 years.
+const y2kRange = 2000 * 365 * 24 * 60 * 60 * 1_000_000

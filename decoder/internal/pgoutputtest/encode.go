@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/walex-go/walex/decoder/pgoutput"
+	"github.com/walex-go/walex/internal/pgtime"
 )
 
 // Encoder appends the fields of one message.
@@ -33,7 +34,7 @@ func (e *Encoder) Str(s string) *Encoder { e.b = append(append(e.b, s...), 0); r
 
 // Time appends a timestamp (microseconds since 2000-01-01).
 func (e *Encoder) Time(t time.Time) *Encoder {
-	return e.U64(uint64(t.Sub(pgoutput.Epoch).Microseconds()))
+	return e.U64(uint64(pgtime.Micros(t)))
 }
 
 // Raw appends bytes as they are.
