@@ -40,15 +40,7 @@ func (s *session) checkTables() error {
 	if err != nil {
 		return err
 	}
-	var missing, unpublished []tableName
-	for _, t := range subs {
-		switch st := states[t]; {
-		case !st.exists:
-			missing = append(missing, t)
-		case !st.published:
-			unpublished = append(unpublished, t)
-		}
-	}
+	missing, unpublished := sortOut(subs, states)
 	if len(missing) > 0 && s.initial {
 		return fmt.Errorf("%w: %s in database %q; create it or remove it from Config.Subscriptions", ErrTableNotFound, joinTables(missing), cfg.conn.Database)
 	}
@@ -74,6 +66,20 @@ func (s *session) checkTables() error {
 	c.warnUnpublishedOperations(cfg.Publication, pub)
 	c.warnUnjudgedFilters(states)
 	return nil
+}
+
+// sortOut returns the tables that do not exist, and those that exist but
+// are not published.
+func sortOut(tables []tableName, states map[tableName]tableState) (missing, unpublished []tableName) {
+	for _, t := range tables {
+		switch st := states[t]; {
+		case !st.exists:
+			missing = append(missing, t)
+		case !st.published:
+			unpublished = append(unpublished, t)
+		}
+	}
+	return missing, unpublished
 }
 
 // existing returns the tables that exist.
@@ -166,15 +172,7 @@ func (c *Client) checkNewSubscriptions(ctx context.Context, cfg *validated, tabl
 	if err != nil {
 		return err
 	}
-	var missing, unpublished []tableName
-	for _, t := range tables {
-		switch st := states[t]; {
-		case !st.exists:
-			missing = append(missing, t)
-		case !st.published:
-			unpublished = append(unpublished, t)
-		}
-	}
+	missing, unpublished := sortOut(tables, states)
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %s in database %q; create it first", ErrTableNotFound, joinTables(missing), cfg.conn.Database)
 	}

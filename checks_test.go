@@ -95,15 +95,7 @@ func TestReconnectDespiteLockedTable(t *testing.T) {
 		if _, err := waitWalsender(ctx, mon, "locked_walex", 0, r.done); err != nil {
 			t.Fatal(err)
 		}
-		locker := connect(t, url)
-		tx, err := locker.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, `LOCK TABLE other IN ACCESS EXCLUSIVE MODE`); err != nil {
-			t.Fatal(err)
-		}
+		lockTable(t, url, "other")
 		c.Reconnect()
 		start := time.Now()
 		exec(t, url, `INSERT INTO t VALUES (1)`) // the durable slot keeps it for the next connection
@@ -122,17 +114,7 @@ func TestReconnectDespiteLockedTable(t *testing.T) {
 // lock_timeout, retries with backoff, and streams once the lock is gone.
 func TestCheckWaitsForLock(t *testing.T) {
 	onVersions(t, `CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE a`, func(t *testing.T, srv *pgtest.Server, url string) {
-		ctx := context.Background()
-		locker := connect(t, url)
-		tx, err := locker.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, `LOCK TABLE b IN ACCESS EXCLUSIVE MODE`); err != nil {
-			t.Fatal(err)
-		}
-		lockerPID := locker.PgConn().PID()
+		lockerPID, release := lockTable(t, url, "b")
 
 		log, logs := captureLogs(t)
 		c := newClient(t, url, "lockwait", []string{"a", "b"}, fastReconnect, func(cfg *walex.Config) {
@@ -149,9 +131,7 @@ func TestCheckWaitsForLock(t *testing.T) {
 		waitFor(t, 30*time.Second, "a retry after the lock_timeout", func() (bool, error) {
 			return logs.count("connection failed; reconnecting", "lock_timeout") > 0, nil
 		})
-		if err := tx.Rollback(ctx); err != nil {
-			t.Fatal(err)
-		}
+		release()
 		waitStreaming(t, url, "lockwait_walex")
 		exec(t, url, `INSERT INTO b VALUES (1)`)
 		rec.wait(t, 1)
@@ -208,4 +188,23 @@ func TestSubscribedTableDropped(t *testing.T) {
 			t.Errorf("Run() of a new client = %v, want a permanent ErrTableNotFound", err)
 		}
 	})
+}
+
+// lockTable takes an ACCESS EXCLUSIVE lock on table in a transaction of
+// its own, as a migration would, and holds it until release (or the end of
+// the test). It returns the backend that holds it.
+func lockTable(t *testing.T, url, table string) (pid uint32, release func()) {
+	t.Helper()
+	ctx := context.Background()
+	locker := connect(t, url)
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release = func() { _ = tx.Rollback(ctx) }
+	t.Cleanup(release)
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+table+` IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	return locker.PgConn().PID(), release
 }

@@ -886,19 +886,11 @@ func TestFaultManyWalsenderKills(t *testing.T) {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), 6*time.Minute, errors.New("test deadline"))
 	defer cancel()
 
-	l := newLedger()
-	var c *walex.Client
-	c = newClient(t, url, "faultmany", []string{"t"}, durable, fastReconnect, func(cfg *walex.Config) {
+	lr := startLedgerRun(t, ctx, url, url, "faultmany", func(cfg *walex.Config) {
 		cfg.StatusInterval = 0 // the default, 10 s
-		cfg.Logger = testLogger(t)
 	})
-	c.OnInsert("t", l.handler(func() uint64 { return c.Stats().Reconnects }, nil, 0))
-	r := startRun(t, c)
-	mon := connect(t, url)
-	pid, err := waitWalsender(ctx, mon, slot, 0, r.done)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l, r, mon, pid := lr.c, lr.l, lr.r, lr.mon, lr.pid
+	var err error
 
 	// The writer commits at a steady rate until the kills are over.
 	stopWriting := make(chan struct{})
@@ -1006,19 +998,8 @@ func TestFaultStalledNetwork(t *testing.T) {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), 90*time.Second, errors.New("test deadline"))
 	defer cancel()
 
-	l := newLedger()
-	var c *walex.Client
-	c = newClient(t, viaProxy, "faultstall", []string{"t"}, durable, fastReconnect, func(cfg *walex.Config) {
-		cfg.ReceiveTimeout = timeout
-		cfg.Logger = testLogger(t)
-	})
-	c.OnInsert("t", l.handler(func() uint64 { return c.Stats().Reconnects }, nil, 0))
-	r := startRun(t, c)
-	mon := connect(t, url)
-	pid, err := waitWalsender(ctx, mon, slot, 0, r.done)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lr := startLedgerRun(t, ctx, url, viaProxy, "faultstall", func(cfg *walex.Config) { cfg.ReceiveTimeout = timeout })
+	c, l, r, mon, pid := lr.c, lr.l, lr.r, lr.mon, lr.pid
 	w := &writer{url: url, rowsPerTxn: rowsPerTxn}
 	if err := w.run(ctx, 0, before, func(int) error { return nil }); err != nil {
 		t.Fatal(err)

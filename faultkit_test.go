@@ -416,3 +416,31 @@ func (p *stallProxy) close() {
 	p.mu.Unlock()
 	p.wg.Wait()
 }
+
+// ledgerRun is a client with a durable slot, quick reconnects and the
+// test's logger, recording its deliveries of table t in a ledger, running.
+type ledgerRun struct {
+	c   *walex.Client
+	l   *ledger
+	r   *runner
+	mon *pgx.Conn // to the database, not through the client's URL
+	pid int32     // the walsender when the client first streamed
+}
+
+// startLedgerRun starts such a client on clientURL (which may lead through
+// a proxy) for the database at url, and waits for its walsender on the
+// slot <name>_walex.
+func startLedgerRun(t *testing.T, ctx context.Context, url, clientURL, name string, edit ...func(*walex.Config)) *ledgerRun {
+	t.Helper()
+	lr := &ledgerRun{l: newLedger()}
+	edit = append([]func(*walex.Config){durable, fastReconnect, func(cfg *walex.Config) { cfg.Logger = testLogger(t) }}, edit...)
+	lr.c = newClient(t, clientURL, name, []string{"t"}, edit...)
+	lr.c.OnInsert("t", lr.l.handler(func() uint64 { return lr.c.Stats().Reconnects }, nil, 0))
+	lr.r = startRun(t, lr.c)
+	lr.mon = connect(t, url)
+	var err error
+	if lr.pid, err = waitWalsender(ctx, lr.mon, name+"_walex", 0, lr.r.done); err != nil {
+		t.Fatal(err)
+	}
+	return lr
+}

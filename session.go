@@ -74,10 +74,13 @@ func (s *session) run(parent context.Context) error {
 	s.cat = newCatalog(s.cfg)
 	defer s.cat.close()
 	binary, err := s.prepare()
-	if err != nil {
-		return err
+	if err == nil {
+		err = s.connect(binary)
 	}
-	if err := s.connect(parent, binary); err != nil {
+	if err != nil {
+		if cause := context.Cause(s.ctx); cause != nil && parent.Err() == nil {
+			return cause // Reconnect cut the start short
+		}
 		return err
 	}
 	defer s.conn.Close(s.ctx)
@@ -133,7 +136,7 @@ func (s *session) prepare() (binary bool, err error) {
 }
 
 // connect opens the replication connection and the decoder that reads it.
-func (s *session) connect(parent context.Context, binary bool) error {
+func (s *session) connect(binary bool) error {
 	cfg := s.cfg
 	conn, err := replication.Connect(s.ctx, replication.Config{
 		Binary:         binary,
@@ -149,9 +152,6 @@ func (s *session) connect(parent context.Context, binary bool) error {
 		Logger:         cfg.Logger,
 	})
 	if err != nil {
-		if cause := context.Cause(s.ctx); cause != nil && parent.Err() == nil {
-			return cause
-		}
 		return err
 	}
 	s.conn = conn

@@ -22,15 +22,7 @@ import (
 // libpq's environment variables, and with a ConnConfig holding a custom
 // tls.Config: the walsender and the catalog connection use TLS each time.
 func TestTLS(t *testing.T) {
-	certs, err := pgtest.NewCerts("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := startServer(t, pgtest.Options{TLS: certs})
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, certs.CAPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	srv, certs, ca := startTLSServer(t, "127.0.0.1")
 	setup := `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t;`
 
 	check := func(t *testing.T, db string, edit func(*walex.Config)) {
@@ -152,19 +144,27 @@ func TestTLSRefused(t *testing.T) {
 		}
 	})
 	t.Run("verify-full with a certificate for another host", func(t *testing.T) {
-		certs, err := pgtest.NewCerts("db.example.com")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := startServer(t, pgtest.Options{TLS: certs})
-		ca := filepath.Join(t.TempDir(), "ca.pem")
-		if err := os.WriteFile(ca, certs.CAPEM, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		err = run(t, "postgres://postgres@127.0.0.1:"+strconv.Itoa(srv.Port)+"/postgres?sslmode=verify-full&sslrootcert="+ca)
+		srv, _, ca := startTLSServer(t, "db.example.com")
+		err := run(t, "postgres://postgres@127.0.0.1:"+strconv.Itoa(srv.Port)+"/postgres?sslmode=verify-full&sslrootcert="+ca)
 		var pgErr *pgconn.PgError
 		if err == nil || errors.As(err, &pgErr) || !strings.Contains(err.Error(), "certificate failed verification") {
 			t.Errorf("Run() = %v, want the certificate refused", err)
 		}
 	})
+}
+
+// startTLSServer starts a server with TLS and a certificate for host, and
+// writes the CA's certificate to a file for sslrootcert.
+func startTLSServer(t *testing.T, host string) (srv *pgtest.Server, certs *pgtest.Certs, caFile string) {
+	t.Helper()
+	certs, err := pgtest.NewCerts(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv = startServer(t, pgtest.Options{TLS: certs})
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, certs.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return srv, certs, caFile
 }
