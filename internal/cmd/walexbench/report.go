@@ -98,7 +98,7 @@ func printLatency(w io.Writer, lat []*latencyResult, o options) {
 	}
 }
 
-// printTargets checks the measurements against the targets of the issue.
+// printTargets checks the measurements against the project's performance targets (BENCHMARKS.md, "Targets").
 func printTargets(w io.Writer, results []*workloadResult, lat []*latencyResult) {
 	fmt.Fprintln(w, "targets (walex):")
 	mark := func(ok bool) string {
