@@ -65,6 +65,11 @@ func TestConfigNeverShowsPassword(t *testing.T) {
 		{URL: "postgres://app@db/app?password=" + pw, Name: "a", Publication: "p", Subscriptions: []string{"t"}},
 		{Host: "db", User: "app", Password: pw, Database: "app", Name: "a", Publication: "p", Subscriptions: []string{"t"}},
 	}
+	cc, err := pgconn.ParseConfig("host=db user=app dbname=app password=" + pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs = append(cfgs, Config{ConnConfig: cc, Name: "a", Publication: "p", Subscriptions: []string{"t"}})
 	for i, cfg := range cfgs {
 		var logged bytes.Buffer
 		slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "cfg", cfg)
@@ -83,7 +88,7 @@ func TestConfigNeverShowsPassword(t *testing.T) {
 		}
 	}
 	// A URL that cannot be parsed must not echo its password.
-	_, err := New(Config{URL: "postgres://app:" + pw + "@db:notaport/app", Name: "a", Publication: "p", Subscriptions: []string{"t"}})
+	_, err = New(Config{URL: "postgres://app:" + pw + "@db:notaport/app", Name: "a", Publication: "p", Subscriptions: []string{"t"}})
 	if err == nil || strings.Contains(err.Error(), pw) {
 		t.Errorf("bad URL error = %v", err)
 	}

@@ -4,12 +4,22 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // String describes the configuration with the password masked.
 func (c Config) String() string {
-	return fmt.Sprintf("walex.Config{URL:%q Host:%q Port:%d User:%q Password:%s Database:%q Name:%q Publication:%q Subscriptions:%q DurableSlot:%t SlotName:%q}",
-		redactURL(c.URL), c.Host, c.Port, c.User, mask(c.Password), c.Database, c.Name, c.Publication, c.Subscriptions, c.DurableSlot, c.SlotName)
+	return fmt.Sprintf("walex.Config{URL:%q Host:%q Port:%d User:%q Password:%s Database:%q ConnConfig:%s Name:%q Publication:%q Subscriptions:%q DurableSlot:%t SlotName:%q}",
+		redactURL(c.URL), c.Host, c.Port, c.User, mask(c.Password), c.Database, connConfigString(c.ConnConfig), c.Name, c.Publication, c.Subscriptions, c.DurableSlot, c.SlotName)
+}
+
+// connConfigString describes a ConnConfig without its password.
+func connConfigString(cc *pgconn.Config) string {
+	if cc == nil {
+		return "nil"
+	}
+	return fmt.Sprintf("{Host:%q Port:%d User:%q Password:%s Database:%q TLS:%t}", cc.Host, cc.Port, cc.User, mask(cc.Password), cc.Database, cc.TLSConfig != nil)
 }
 
 // GoString is String, so that %#v does not print the password either.
@@ -31,6 +41,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("subscriptions", c.Subscriptions),
 		slog.Bool("durable_slot", c.DurableSlot),
 		slog.String("slot_name", c.SlotName),
+		slog.String("conn_config", connConfigString(c.ConnConfig)),
 	)
 }
 
