@@ -25,9 +25,11 @@ type Client struct {
 	running atomic.Bool
 	conn    atomic.Pointer[replication.Conn] // the current or last connection, for Stats
 	// Run's goroutine only, reset by each Run:
-	warned  map[string]bool    // warnings given once per Run
-	missing map[tableName]bool // subscribed tables found missing at the last check
-	stats   stats
+	warned     map[string]bool    // warnings given once per Run
+	missing    map[tableName]bool // subscribed tables found missing at the last check
+	snapLoaded bool               // the durable snapshot progress was read
+	stats      stats
+	snaps      snapshots
 }
 
 // New validates cfg and returns a Client. It does no I/O.
@@ -38,6 +40,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: v}
 	c.setSubs(v.subs)
+	c.snaps.init()
 	return c, nil
 }
 

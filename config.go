@@ -125,6 +125,25 @@ type Config struct {
 	MemoryBudget int64
 	// SpillDir is the directory for spill files. Default os.TempDir().
 	SpillDir string
+	// Snapshot says when to read the rows that already exist in the
+	// subscribed tables and deliver them as Read events, consistent with
+	// the stream: SnapshotNever (the default; Client.Snapshot still
+	// works), SnapshotInitial, SnapshotInitialOnly. See the README's
+	// Snapshots section.
+	Snapshot SnapshotMode
+	// SnapshotChunkSize is the number of rows a snapshot reads per chunk
+	// (one short query, in key order); the rows of two chunks are held in
+	// memory at most. Default 10,000.
+	SnapshotChunkSize int
+	// SnapshotTable is the table ("schema.table") where snapshots with a
+	// durable slot keep their progress, one row per slot and table, so
+	// that an interrupted snapshot resumes where it was. walex creates it
+	// when it does not exist (the role then needs CREATE on the schema);
+	// otherwise create it yourself, as the README shows, and grant SELECT,
+	// INSERT, UPDATE and DELETE on it. Not used with a temporary slot.
+	// Default "public.walex_snapshots".
+	SnapshotTable string
+
 	// RetryPolicy governs how a failing handler is retried. Default: 5
 	// attempts, 100 ms doubling to at most 5 s.
 	RetryPolicy RetryPolicy

@@ -22,6 +22,12 @@ func (c *Client) dispatch(ctx context.Context, cfg *validated, b *decoder.Batch)
 		events = append(events, newEvent(b, ch, cfg.conn.Database))
 		full = append(full, ch.Relation.HasOldValues())
 	}
+	return c.dispatchEvents(ctx, cfg, events, full)
+}
+
+// dispatchEvents calls the handlers for the events of one batch (full
+// tells, per event, whether its table's updates carry the whole old row).
+func (c *Client) dispatchEvents(ctx context.Context, cfg *validated, events []Event, full []bool) error {
 	if len(events) == 0 {
 		return nil
 	}

@@ -24,6 +24,9 @@ const (
 	Update   EventType = "update"
 	Delete   EventType = "delete"
 	Truncate EventType = "truncate"
+	// Read is a row that existed before the stream reached it: a
+	// snapshot read it (see Client.Snapshot). NewRecord holds the row.
+	Read EventType = "read"
 )
 
 // AllTables, passed to OnEvent, registers a handler for every event of

@@ -52,7 +52,7 @@ func (r *registration) wants(t EventType) bool { return r.types == nil || slices
 func (r *registration) String() string {
 	method := "OnEvent"
 	if len(r.types) == 1 {
-		method = map[EventType]string{Insert: "OnInsert", Update: "OnUpdate", Delete: "OnDelete", Truncate: "OnTruncate"}[r.types[0]]
+		method = map[EventType]string{Insert: "OnInsert", Update: "OnUpdate", Delete: "OnDelete", Truncate: "OnTruncate", Read: "OnRead"}[r.types[0]]
 	}
 	table := AllTables
 	if !r.all {

@@ -24,6 +24,8 @@ func (c *Client) Run(ctx context.Context) error {
 	defer c.running.Store(false)
 	c.warned = make(map[string]bool)
 	c.missing = make(map[tableName]bool)
+	c.snapLoaded = false
+	defer c.snaps.stopped()
 	if err := c.checkRegistrations(); err != nil {
 		return err
 	}
@@ -43,6 +45,12 @@ func (c *Client) Run(ctx context.Context) error {
 		if s.streamed() {
 			started = true
 			failures = 0 // the backoff starts again after a connection that worked
+		}
+		if errors.Is(err, errSnapshotDone) {
+			if c.config().DurableSlot {
+				c.logger().Warn("walex: the durable slot stays, at the position after the snapshot, and holds WAL until a Run streams from it or it is dropped", logkey.Slot, c.config().SlotName)
+			}
+			return nil
 		}
 		if ctx.Err() != nil {
 			var he *HandlerError

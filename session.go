@@ -47,10 +47,13 @@ type session struct {
 	wg       sync.WaitGroup
 
 	dispatchErr error // why the dispatcher stopped, if a handler failed; read after wg.Wait
+	snapErr     error // why the initial snapshot failed for good; read after wg.Wait
+
+	live *liveSnaps // the snapshots running in the session
 }
 
 func newSession(c *Client, initial bool, supersede uint32) *session {
-	return &session{c: c, cfg: c.config(), initial: initial, supersede: supersede, batches: make(chan *decoder.Batch, 1)}
+	return &session{c: c, cfg: c.config(), initial: initial, supersede: supersede, batches: make(chan *decoder.Batch, 1), live: newLiveSnaps()}
 }
 
 // streamed reports whether the session's connection worked: replication
@@ -85,6 +88,9 @@ func (s *session) run(parent context.Context) error {
 	}
 	defer s.conn.Close(s.ctx)
 	defer s.dec.Close()
+	if err := s.startSnapshots(); err != nil {
+		return err
+	}
 	s.c.stats.connected.Store(true)
 	defer s.c.stats.connected.Store(false)
 
@@ -100,6 +106,11 @@ func (s *session) run(parent context.Context) error {
 			s.heartbeat()
 		}()
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.snapshotLoop()
+	}()
 	streamErr := s.stream()
 	s.cancel(streamErr)
 	s.wg.Wait()
@@ -107,7 +118,10 @@ func (s *session) run(parent context.Context) error {
 	if s.dispatchErr != nil {
 		return s.dispatchErr
 	}
-	if cause := context.Cause(s.ctx); errors.Is(cause, errReconnect) {
+	if s.snapErr != nil {
+		return s.snapErr
+	}
+	if cause := context.Cause(s.ctx); errors.Is(cause, errReconnect) || errors.Is(cause, errSnapshotDone) {
 		return cause
 	}
 	return streamErr
@@ -117,6 +131,9 @@ func (s *session) run(parent context.Context) error {
 // the transfer format; it reports whether to ask for binary values.
 func (s *session) prepare() (binary bool, err error) {
 	if err := s.checkTables(); err != nil {
+		return false, err
+	}
+	if err := s.prepareInitialSnapshot(); err != nil {
 		return false, err
 	}
 	switch s.cfg.Transfer {
@@ -181,7 +198,13 @@ func (s *session) dispatchLoop() {
 		case <-s.ctx.Done():
 			return
 		case b := <-s.batches:
-			if err := s.c.dispatch(s.ctx, s.cfg, b); err != nil {
+			s.observe(b)
+			err := s.c.dispatch(s.ctx, s.cfg, b)
+			var ch *chunk
+			if err == nil && b.Message == snapshotPrefix {
+				ch, err = s.deliverChunk(b)
+			}
+			if err != nil {
 				// A handler cut short by the end of the session has no
 				// error of its own: the session's cause stands.
 				var he *HandlerError
@@ -195,8 +218,11 @@ func (s *session) dispatchLoop() {
 				if b.Message == "" {
 					s.c.stats.transactions.Add(1)
 				}
-				s.conn.Ack(b.EndLSN)
+				s.ack(b.EndLSN)
 				s.acked.Store(uint64(b.EndLSN))
+			}
+			if ch != nil {
+				ch.done <- b.EndLSN
 			}
 		}
 	}

@@ -25,6 +25,9 @@ type Stats struct {
 	Connected bool
 	// LastError is the last error that ended a connection, or nil.
 	LastError error
+	// Snapshots is the progress of each table's snapshot, in the order
+	// they were asked for (see Config.Snapshot and Client.Snapshot).
+	Snapshots []SnapshotProgress
 }
 
 // stats are the counters behind Stats.
@@ -56,6 +59,7 @@ func (c *Client) Stats() Stats {
 			st.LagBytes = uint64(st.ServerWALEnd - st.AckedLSN)
 		}
 	}
+	st.Snapshots = c.snaps.progress()
 	c.stats.mu.Lock()
 	st.LastError = c.stats.lastErr
 	c.stats.mu.Unlock()

@@ -15,6 +15,8 @@ type validated struct {
 	user   Config // as given, for UpdateConfig: a default follows what it depends on
 	conn   *pgconn.Config
 	subs   []tableName
+	// snapTable is SnapshotTable, parsed.
+	snapTable tableName
 }
 
 func (c Config) validate() (*validated, error) {
@@ -80,6 +82,27 @@ func (c Config) validate() (*validated, error) {
 	if v.MemoryBudget < 0 {
 		return nil, &ConfigError{Field: "MemoryBudget", Reason: "is negative"}
 	}
+	switch v.Snapshot {
+	case "":
+		v.Snapshot = SnapshotNever
+	case SnapshotNever, SnapshotInitial, SnapshotInitialOnly:
+	default:
+		return nil, &ConfigError{Field: "Snapshot", Reason: fmt.Sprintf("is %q, not one of SnapshotNever, SnapshotInitial, SnapshotInitialOnly", string(v.Snapshot))}
+	}
+	if v.SnapshotChunkSize == 0 {
+		v.SnapshotChunkSize = defaultSnapshotChunkSize
+	}
+	if v.SnapshotChunkSize < 0 {
+		return nil, &ConfigError{Field: "SnapshotChunkSize", Reason: "is negative"}
+	}
+	if v.SnapshotTable == "" {
+		v.SnapshotTable = "public.walex_snapshots"
+	}
+	st, err := parseTableName(v.SnapshotTable)
+	if err != nil {
+		return nil, &ConfigError{Field: "SnapshotTable", Reason: fmt.Sprintf("%q: %v", v.SnapshotTable, err)}
+	}
+	v.snapTable = st
 	v.RetryPolicy = v.RetryPolicy.withDefaults(5, 100*time.Millisecond, 5*time.Second)
 	v.ReconnectPolicy = v.ReconnectPolicy.withDefaults(-1, 100*time.Millisecond, 30*time.Second)
 

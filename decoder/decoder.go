@@ -1,6 +1,7 @@
 package decoder
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,8 @@ type Batch struct {
 	// message (pg_logical_emit_message(false, ...)); such a batch has no
 	// changes and is Final, with EndLSN the message's LSN.
 	Message string
+	// Content is the content of that message (a copy).
+	Content []byte
 }
 
 // Options configure a Decoder. The zero value is usable.
@@ -309,7 +312,7 @@ func (d *Decoder) apply(ctx context.Context, m pgoutput.Message, emit Emit) erro
 		// A non-transactional message (such as walex's heartbeat) is a
 		// point in the stream that can be acknowledged once everything
 		// before it was handled: emit it as an empty, final batch.
-		return emit(&Batch{CommitLSN: m.LSN, EndLSN: m.LSN, Final: true, Message: m.Prefix})
+		return emit(&Batch{CommitLSN: m.LSN, EndLSN: m.LSN, Final: true, Message: m.Prefix, Content: bytes.Clone(m.Content)})
 	case *pgoutput.StreamStartMessage:
 		if d.inStream {
 			return fmt.Errorf("decoder: Stream Start of transaction %d inside the stream block of transaction %d", m.XID, d.cur.xid)

@@ -18,6 +18,9 @@ const (
 	Publication   = "publication"    // publication name
 	Table         = "table"          // schema.table
 	Tables        = "tables"         // several schema.table names
+	Rows          = "rows"           // rows a snapshot delivered (or a table's estimated rows at its start)
+	Estimated     = "estimated"      // the planner's estimate of a table's rows
+	Took          = "took"           // how long something took
 	Handler       = "handler"        // a registration, as HandlerError.Handler names it
 	EventID       = "event_id"       // Event.ID()
 	FlushLSN      = "flush_lsn"      // the acknowledged position sent to the server

@@ -1,0 +1,402 @@
+package walex_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/walex-go/walex"
+)
+
+// snapSetup is a table with a TOASTed column on one row in 100.
+func snapSetup(rows int) string {
+	return fmt.Sprintf(`
+		CREATE TABLE snap (id bigint PRIMARY KEY, val int NOT NULL, payload text);
+		ALTER TABLE snap ALTER payload SET STORAGE EXTERNAL;
+		INSERT INTO snap SELECT g, g %% 1000, CASE WHEN g %% 100 = 0 THEN repeat(md5(g::text), 150) END FROM generate_series(1, %d) g;
+		ANALYZE snap;
+		CREATE PUBLICATION pub FOR TABLE snap;`, rows)
+}
+
+// mirror is a consumer that applies events to a copy of a table keyed by
+// its id column, as a user's cache or search index would: a Read or an
+// insert sets the row, an update moves it when its key changed and keeps
+// the old value of a column it left out (Unchanged), a delete removes it.
+type mirror struct {
+	mu     sync.Mutex
+	rows   map[int64]map[string]any
+	reads  atomic.Int64
+	events atomic.Int64
+}
+
+func newMirror() *mirror { return &mirror{rows: map[int64]map[string]any{}} }
+
+func (m *mirror) handle(_ context.Context, events []walex.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range events {
+		m.events.Add(1)
+		switch e.Type {
+		case walex.Read, walex.Insert:
+			if e.Type == walex.Read {
+				m.reads.Add(1)
+			}
+			m.rows[e.NewRecord["id"].(int64)] = maps.Clone(e.NewRecord)
+		case walex.Update:
+			id := e.NewRecord["id"].(int64)
+			base := m.rows[id]
+			if e.OldRecord != nil {
+				if old := e.OldRecord["id"].(int64); old != id {
+					base = m.rows[old]
+					delete(m.rows, old)
+				}
+			}
+			row := maps.Clone(e.NewRecord)
+			for k, v := range row {
+				if v != walex.Unchanged {
+					continue
+				}
+				if bv, ok := base[k]; ok {
+					row[k] = bv // else it stays Unchanged, and differs from the table unless a Read comes
+				}
+			}
+			m.rows[id] = row
+		case walex.Delete:
+			delete(m.rows, e.OldRecord["id"].(int64))
+		case walex.Truncate:
+			clear(m.rows)
+		}
+	}
+	return nil
+}
+
+func (m *mirror) has(id int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.rows[id]
+	return ok
+}
+
+// check compares the mirror with the table.
+func (m *mirror) check(t *testing.T, url, table string) {
+	t.Helper()
+	ctx := context.Background()
+	conn := connect(t, url)
+	rows, err := conn.Query(ctx, "SELECT * FROM "+table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]map[string]any{}
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := map[string]any{}
+		for i, fd := range rows.FieldDescriptions() {
+			row[fd.Name] = vals[i]
+		}
+		want[row["id"].(int64)] = row
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	bad := 0
+	for id, w := range want {
+		if got, ok := m.rows[id]; !ok || !reflect.DeepEqual(got, w) {
+			if bad++; bad <= 5 {
+				t.Errorf("row %d: mirror has %.300s (present %v), table has %.300s", id, fmt.Sprint(got), ok, fmt.Sprint(w))
+			}
+		}
+	}
+	for id, got := range m.rows {
+		if _, ok := want[id]; !ok {
+			if bad++; bad <= 10 {
+				t.Errorf("row %d: in the mirror (%.300s), not in the table", id, fmt.Sprint(got))
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d rows differ (table %d rows, mirror %d)", bad, len(want), len(m.rows))
+	}
+}
+
+// snapWriter changes the table while the snapshot runs: inserts, updates
+// of a small column (which leave the TOASTed one out of the event),
+// updates of the TOASTed column, key moves up (past the snapshot's
+// position) and down (below it: a row the snapshot will not read again),
+// deletes. It returns the number of changes made.
+func snapWriter(ctx context.Context, url string, rows, ops, workers int) error {
+	var next atomic.Int64
+	next.Store(int64(rows))
+	var done atomic.Int64
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func(seed uint64) {
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close(context.Background())
+			rng := rand.New(rand.NewPCG(seed, 7))
+			for done.Add(1) <= int64(ops) {
+				id := rng.Int64N(int64(rows)) + 1
+				if rng.IntN(2) == 0 {
+					id = (id/100 + 1) * 100 // a row with a TOASTed value
+				}
+				var sql string
+				var args []any
+				switch p := rng.IntN(100); {
+				case p < 35:
+					sql, args = "UPDATE snap SET val = val + 1 WHERE id = $1", []any{id}
+				case p < 45:
+					sql, args = "UPDATE snap SET payload = repeat(md5(random()::text), 160) WHERE id = $1", []any{id}
+				case p < 65:
+					sql, args = "INSERT INTO snap VALUES ($1::bigint, 7, CASE WHEN $1::bigint % 3 = 0 THEN repeat(md5($1::bigint::text), 170) END)", []any{next.Add(1)}
+				case p < 75:
+					sql, args = "UPDATE snap SET id = id + $2 WHERE id = $1", []any{id, int64(10 * rows)}
+				case p < 85:
+					sql, args = "UPDATE snap SET id = -id WHERE id = $1 AND id > 0", []any{id}
+				default:
+					sql, args = "DELETE FROM snap WHERE id = $1", []any{id}
+				}
+				if _, err := conn.Exec(ctx, sql, args...); err != nil && !strings.Contains(err.Error(), "23505") {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}(uint64(w))
+	}
+	var first error
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func snapConfig(t *testing.T, url string, edit func(*walex.Config)) walex.Config {
+	cfg := walex.Config{URL: url, Name: "snap", Publication: "pub", Subscriptions: []string{"snap"},
+		Snapshot: walex.SnapshotInitial, SnapshotChunkSize: 5000, Logger: testLogger(t)}
+	fastReconnect(&cfg)
+	if edit != nil {
+		edit(&cfg)
+	}
+	return cfg
+}
+
+// finishSnap waits for the snapshot and the writers, then for a last row
+// written after both, and compares the mirror with the table.
+func finishSnap(t *testing.T, c *walex.Client, m *mirror, url string, writers <-chan error) {
+	t.Helper()
+	if err := <-writers; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Minute, "the snapshot's end", func() (bool, error) {
+		s := c.Stats().Snapshots
+		return len(s) == 1 && !s[0].Done.IsZero(), nil
+	})
+	exec(t, url, "INSERT INTO snap VALUES (0, 0, NULL)")
+	waitFor(t, time.Minute, "the last row", func() (bool, error) { return m.has(0), nil })
+	m.check(t, url, "snap")
+}
+
+// TestSnapshotConsistent: an initial snapshot of a large table while other
+// sessions insert, update (with and without the TOASTed column), move keys
+// and delete: the consumer that applies the events in delivery order ends
+// with exactly the table's rows.
+func TestSnapshotConsistent(t *testing.T) {
+	const rows, ops = 500_000, 10_000
+	url := testDB(t, snapSetup(rows))
+	c, err := walex.New(snapConfig(t, url, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMirror()
+	c.OnEvent("snap", m.handle)
+	var inserts atomic.Int64
+	c.OnInsert("snap", func(_ context.Context, ev []walex.Event) error {
+		for _, e := range ev {
+			if e.Type != walex.Insert {
+				return fmt.Errorf("OnInsert got a %s event", e.Type)
+			}
+		}
+		inserts.Add(int64(len(ev)))
+		return nil
+	})
+	stop := running(t, c)
+	waitFor(t, time.Minute, "the first Read events", func() (bool, error) { return m.reads.Load() > 0, nil })
+	writers := make(chan error, 1)
+	go func() { writers <- snapWriter(context.Background(), url, rows, ops, 4) }()
+	finishSnap(t, c, m, url, writers)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Stats().Snapshots[0]
+	if st.Table != "public.snap" || st.Rows != uint64(m.reads.Load()) || st.EstimatedRows < rows/2 || st.Started.IsZero() || st.Done.Before(st.Started) {
+		t.Errorf("Stats().Snapshots = %+v (reads %d)", st, m.reads.Load())
+	}
+	if m.reads.Load() < rows*9/10 || m.reads.Load() > rows*11/10 {
+		t.Errorf("%d Read events for %d rows", m.reads.Load(), rows)
+	}
+	if inserts.Load() == 0 {
+		t.Error("OnInsert saw no insert")
+	}
+	t.Logf("%d Read events, %d events in all", m.reads.Load(), m.events.Load())
+}
+
+// TestSnapshotResumes: a durable slot's snapshot interrupted twice (Run
+// stopped, then its connections killed) goes on from its last chunk, and
+// the consumer still ends equal to the table.
+func TestSnapshotResumes(t *testing.T) {
+	const rows, ops = 500_000, 10_000
+	url := testDB(t, snapSetup(rows))
+	logger, log := captureLogs(t)
+	cfg := snapConfig(t, url, func(cfg *walex.Config) {
+		cfg.DurableSlot = true
+		cfg.Name = "snap_resume"
+		cfg.Logger = logger
+	})
+	m := newMirror()
+	newClient := func() *walex.Client {
+		c, err := walex.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.OnEvent("snap", m.handle)
+		return c
+	}
+	c := newClient()
+	stop := running(t, c)
+	writers := make(chan error, 1)
+	go func() { writers <- snapWriter(context.Background(), url, rows, ops, 2) }()
+
+	// First interruption: Run stops (a deploy).
+	waitFor(t, time.Minute, "a third of the rows", func() (bool, error) { return m.reads.Load() > rows/3, nil })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	c = newClient()
+	stop = running(t, c)
+	// Second: the server ends walex's connections (a crash of the network
+	// or of the server's side).
+	waitFor(t, time.Minute, "two thirds of the rows", func() (bool, error) { return m.reads.Load() > 2*rows/3, nil })
+	exec(t, url, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'snap_resume_walex'")
+	finishSnap(t, c, m, url, writers)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := log.count("snapshot resumed"); n != 2 {
+		t.Errorf("the snapshot resumed %d times, want 2", n)
+	}
+	if n := m.reads.Load(); n > rows*3/2 {
+		t.Errorf("%d Read events for %d rows: the snapshot started over", n, rows)
+	}
+	var state string
+	var delivered int64
+	conn := connect(t, url)
+	if err := conn.QueryRow(context.Background(), "SELECT state, rows_delivered FROM walex_snapshots WHERE slot_name = 'snap_resume_walex'").Scan(&state, &delivered); err != nil {
+		t.Fatal(err)
+	}
+	if state != "done" || delivered == 0 {
+		t.Errorf("progress row: state %q, rows %d", state, delivered)
+	}
+	t.Logf("%d Read events for %d rows", m.reads.Load(), rows)
+	exec(t, url, "SELECT pg_drop_replication_slot('snap_resume_walex')")
+}
+
+// TestSnapshotAtRuntime: Snapshot of a table added with AddSubscriptions
+// while Run streams; Snapshot's errors.
+func TestSnapshotAtRuntime(t *testing.T) {
+	url := testDB(t, `CREATE TABLE a (id bigint PRIMARY KEY, v text);
+		CREATE TABLE b (id bigint PRIMARY KEY, v text);
+		CREATE TABLE nokey (v text);
+		INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 3000) g;
+		INSERT INTO nokey VALUES ('x');
+		CREATE PUBLICATION pub FOR TABLE a, b, nokey;`)
+	c, err := walex.New(walex.Config{URL: url, Name: "snaprt", Publication: "pub", Subscriptions: []string{"a"}, SnapshotChunkSize: 1000, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Snapshot(context.Background(), "a"); !errors.Is(err, walex.ErrNotRunning) {
+		t.Errorf("Snapshot before Run: %v, want ErrNotRunning", err)
+	}
+	m := newMirror()
+	var reads atomic.Int64
+	c.OnEvent(walex.AllTables, func(ctx context.Context, ev []walex.Event) error {
+		for _, e := range ev {
+			if e.Source.Table == "b" {
+				if err := m.handle(ctx, []walex.Event{e}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	c.OnRead("a", func(_ context.Context, ev []walex.Event) error { reads.Add(int64(len(ev))); return nil })
+	stop := running(t, c)
+	waitFor(t, time.Minute, "connected", func() (bool, error) { return c.Stats().Connected, nil })
+	if err := c.Snapshot(context.Background(), "b"); !errors.Is(err, walex.ErrNotSubscribed) {
+		t.Errorf("Snapshot of an unsubscribed table: %v, want ErrNotSubscribed", err)
+	}
+	if err := c.AddSubscriptions("b", "nokey"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := c.Snapshot(ctx, "b"); err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	m.check(t, url, "b")
+	if m.reads.Load() != 3000 {
+		t.Errorf("%d Read events for 3000 rows", m.reads.Load())
+	}
+	// Read events of the empty table a: none.
+	if err := c.Snapshot(ctx, "a"); err != nil || reads.Load() != 0 {
+		t.Errorf("Snapshot of an empty table: %v, %d reads", err, reads.Load())
+	}
+	err = c.Snapshot(ctx, "nokey")
+	if !errors.Is(err, walex.ErrNoSnapshotKey) || !strings.Contains(err.Error(), "PRIMARY KEY") {
+		t.Errorf("Snapshot of a table without a key: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSnapshotInitialOnly: Run returns nil once the last row is delivered.
+func TestSnapshotInitialOnly(t *testing.T) {
+	url := testDB(t, snapSetup(20_000))
+	c, err := walex.New(snapConfig(t, url, func(cfg *walex.Config) { cfg.Snapshot = walex.SnapshotInitialOnly }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMirror()
+	c.OnEvent("snap", m.handle)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := c.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Run returned only when its context ended")
+	}
+	m.check(t, url, "snap")
+	if s := c.Stats().Snapshots; len(s) != 1 || s[0].Done.IsZero() || s[0].Rows != 20_000 {
+		t.Errorf("Stats().Snapshots = %+v", s)
+	}
+}
