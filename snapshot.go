@@ -137,7 +137,10 @@ type tableSnap struct {
 	// saved is set when the durable progress row exists.
 	saved bool
 	// gen grows when the snapshot is asked for again, which restarts it.
-	gen       uint64
+	gen uint64
+	// chunkSize, when not 0, is the chunk size after chunk queries were
+	// cancelled by statement_timeout (halved each time).
+	chunkSize int
 	rows      uint64
 	estimated int64
 	started   time.Time

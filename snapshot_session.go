@@ -488,6 +488,11 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) error {
 		return err
 	}
 	size := cfg.SnapshotChunkSize
+	c.snaps.mu.Lock()
+	if ts.chunkSize > 0 {
+		size = min(size, ts.chunkSize)
+	}
+	c.snaps.mu.Unlock()
 	exhausted := false
 	var inflight []*chunk
 	lastLog := time.Now()
@@ -504,7 +509,9 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) error {
 			if err != nil {
 				var pgErr interface{ SQLState() string }
 				if errors.As(err, &pgErr) && pgErr.SQLState() == "57014" && size > 100 {
-					size /= 2
+					c.snaps.mu.Lock()
+					ts.chunkSize = size / 2
+					c.snaps.mu.Unlock()
 				}
 				return snapshotQueryError(ts.table, cfg.conn.User, err)
 			}

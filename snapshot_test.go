@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/walex-go/walex"
+	"github.com/walex-go/walex/internal/pgtest"
 )
 
 // snapSetup is a table with a TOASTed column on one row in 100.
@@ -294,7 +295,22 @@ func TestSnapshotResumes(t *testing.T) {
 	stop = running(t, c)
 	// Second: the server ends walex's connections (a crash of the network
 	// or of the server's side).
+	// Meanwhile the slot is acknowledged: it holds no WAL for the length
+	// of the snapshot.
+	mon := connect(t, url)
+	confirmed := func() walex.LSN {
+		_, lsn, err := slotInfo(context.Background(), mon, "snap_resume_walex")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lsn
+	}
+	waitFor(t, time.Minute, "half the rows", func() (bool, error) { return m.reads.Load() > rows/2, nil })
+	before := confirmed()
 	waitFor(t, time.Minute, "two thirds of the rows", func() (bool, error) { return m.reads.Load() > 2*rows/3, nil })
+	if after := confirmed(); after <= before {
+		t.Errorf("the slot stayed at %s while the snapshot ran", before)
+	}
 	exec(t, url, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'snap_resume_walex'")
 	finishSnap(t, c, m, url, writers)
 	if err := stop(); err != nil {
@@ -398,5 +414,60 @@ func TestSnapshotInitialOnly(t *testing.T) {
 	m.check(t, url, "snap")
 	if s := c.Stats().Snapshots; len(s) != 1 || s[0].Done.IsZero() || s[0].Rows != 20_000 {
 		t.Errorf("Stats().Snapshots = %+v", s)
+	}
+}
+
+// TestSnapshotErrors: a snapshot the role may not read fails with the
+// GRANT to run while the stream goes on; an initial snapshot of a table
+// without a key stops Run with ErrNoSnapshotKey.
+func TestSnapshotErrors(t *testing.T) {
+	srv := pgtest.Shared()
+	url := testDB(t, `CREATE TABLE secret (id bigint PRIMARY KEY, v text);
+		INSERT INTO secret VALUES (1, 'x');
+		CREATE TABLE nokey (v text);
+		CREATE PUBLICATION pub FOR TABLE secret, nokey;`)
+	const pw = "snap-Secret-789"
+	exec(t, url, `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'walex_snap') THEN CREATE ROLE walex_snap LOGIN REPLICATION; END IF; END $$`)
+	exec(t, url, `ALTER ROLE walex_snap PASSWORD '`+pw+`'`)
+	db := url[strings.LastIndex(url, "/")+1:]
+	if i := strings.Index(db, "?"); i >= 0 {
+		db = db[:i]
+	}
+	roleURL := fmt.Sprintf("postgres://walex_snap:%s@%s:%d/%s?sslmode=disable", pw, srv.Host, srv.Port, db)
+
+	c, err := walex.New(walex.Config{URL: roleURL, Name: "snaperr", Publication: "pub", Subscriptions: []string{"secret"}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inserts atomic.Int64
+	c.OnInsert("secret", func(_ context.Context, ev []walex.Event) error { inserts.Add(int64(len(ev))); return nil })
+	stop := running(t, c)
+	waitFor(t, time.Minute, "connected", func() (bool, error) { return c.Stats().Connected, nil })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = c.Snapshot(ctx, "secret")
+	if err == nil || !walex.IsPermanent(err) || !strings.Contains(err.Error(), `GRANT SELECT ON "public"."secret" TO "walex_snap"`) {
+		t.Errorf("Snapshot without SELECT = %v, want a permanent error with the GRANT", err)
+	}
+	if s := c.Stats().Snapshots; len(s) != 1 || s[0].Err == nil {
+		t.Errorf("Stats().Snapshots = %+v, want the error", s)
+	}
+	exec(t, url, "INSERT INTO secret VALUES (2, 'y')")
+	waitFor(t, time.Minute, "the insert after the failed snapshot", func() (bool, error) { return inserts.Load() == 1, nil })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err = walex.New(walex.Config{URL: url, Name: "snaperr", Publication: "pub", Subscriptions: []string{"nokey"}, Snapshot: walex.SnapshotInitial, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.OnEvent("nokey", func(context.Context, []walex.Event) error { return nil })
+	err = c.Run(ctx)
+	if !errors.Is(err, walex.ErrNoSnapshotKey) || !walex.IsPermanent(err) {
+		t.Errorf("Run with an initial snapshot of a table without a key = %v, want ErrNoSnapshotKey", err)
+	}
+	if _, err := walex.New(walex.Config{URL: url, Name: "x", Publication: "pub", Subscriptions: []string{"nokey"}, Snapshot: "sometimes"}); !errors.Is(err, walex.ErrInvalidConfig) {
+		t.Errorf("New with Snapshot %q = %v, want ErrInvalidConfig", "sometimes", err)
 	}
 }
