@@ -385,6 +385,17 @@ func (l *liveSnaps) unregister(lt *liveTable) map[string][]string {
 	return maps.Clone(lt.rereads)
 }
 
+// dropChunks forgets lt's chunks that wait for their watermark.
+func (l *liveSnaps) dropChunks(lt *liveTable) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, ch := range l.chunks {
+		if ch.table == lt {
+			delete(l.chunks, id)
+		}
+	}
+}
+
 // snapshotLoop is the coordinator goroutine: it runs the snapshots asked
 // for, one table at a time, until the session ends.
 func (s *session) snapshotLoop() {
@@ -449,28 +460,40 @@ var errSnapshotRestart = errors.New("walex: snapshot restarted")
 
 // snapshotTable runs (or resumes) the snapshot of one table until its last
 // row is delivered.
-func (s *session) snapshotTable(cat *catalog, ts *tableSnap) error {
+//
+// The table stays registered with the dispatcher after a transient error,
+// for the retry: stream events of the table must not go unobserved
+// between two attempts.
+func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 	c, cfg := s.c, s.cfg
-	info, err := loadSnapTable(s.ctx, cat, cfg.Publication, ts.table)
+	c.snaps.mu.Lock()
+	gen := ts.gen
+	c.snaps.mu.Unlock()
+	lt, err := s.watch(cat, ts)
 	if err != nil {
 		return err
 	}
+	info := lt.info
 	c.snaps.mu.Lock()
-	gen := ts.gen
 	pos := ts.position()
 	if ts.started.IsZero() {
 		ts.started = time.Now()
 		ts.estimated = info.estimated
 	}
-	rereads := ts.rereads
 	c.snaps.mu.Unlock()
 	vals := pgvalue.NewValues(nil)
 	codecs := make([]pgvalue.Codec, len(info.cols))
 	for i, col := range info.cols {
 		codecs[i] = vals.Codec(col.oid, col.base)
 	}
-	lt := s.live.register(info, rekey(s.ctx, info, vals, codecs, rereads))
 	defer func() {
+		if err == nil {
+			return // finish unregistered it
+		}
+		if !IsPermanent(err) && !errors.Is(err, errSnapshotRestart) && s.ctx.Err() == nil {
+			s.live.dropChunks(lt) // to be retried: the chunks in flight are read again
+			return
+		}
 		rr := s.live.unregister(lt)
 		c.snaps.mu.Lock()
 		if ts.gen == gen {
@@ -759,6 +782,7 @@ func (s *session) startSnapshots() error {
 			c.snaps.request(c.subscribed(), true, true)
 		}
 		c.snaps.rewind(s.conn.StartLSN())
+		s.watchPending()
 		return nil
 	}
 	if !c.snapLoaded {
@@ -776,6 +800,7 @@ func (s *session) startSnapshots() error {
 	if n := c.snaps.rewind(s.conn.StartLSN()); n > 0 {
 		c.logger().Info("walex: snapshot resumes before chunks whose acknowledgement the server did not keep", logkey.Tables, n)
 	}
+	s.watchPending()
 	return nil
 }
 
@@ -887,5 +912,51 @@ func (s *snapshots) forget() {
 	defer s.mu.Unlock()
 	for _, ts := range s.tables {
 		ts.reset()
+	}
+}
+
+// watch returns the table's registration with the dispatcher, made now
+// if there is none: from then on the dispatcher logs the table's stream
+// events.
+func (s *session) watch(cat *catalog, ts *tableSnap) (*liveTable, error) {
+	l := s.live
+	l.mu.Lock()
+	lt := l.tables[ts.table]
+	l.mu.Unlock()
+	if lt != nil {
+		return lt, nil
+	}
+	info, err := loadSnapTable(s.ctx, cat, s.cfg.Publication, ts.table)
+	if err != nil {
+		return nil, err
+	}
+	vals := pgvalue.NewValues(nil)
+	codecs := make([]pgvalue.Codec, len(info.cols))
+	for i, col := range info.cols {
+		codecs[i] = vals.Codec(col.oid, col.base)
+	}
+	s.c.snaps.mu.Lock()
+	rereads := maps.Clone(ts.rereads)
+	s.c.snaps.mu.Unlock()
+	return l.register(info, rekey(s.ctx, info, vals, codecs, rereads)), nil
+}
+
+// watchPending registers every table with a snapshot to do before the
+// stream starts, so that the events the server sends again after a
+// reconnect are observed too. A table that cannot be registered now is
+// left to the coordinator, which reports why.
+func (s *session) watchPending() {
+	s.c.snaps.mu.Lock()
+	var todo []*tableSnap
+	for _, t := range s.c.snaps.order {
+		if ts := s.c.snaps.tables[t]; ts.err == nil && ts.done.IsZero() {
+			todo = append(todo, ts)
+		}
+	}
+	s.c.snaps.mu.Unlock()
+	for _, ts := range todo {
+		if _, err := s.watch(s.cat, ts); err != nil {
+			s.c.logger().Debug("walex: snapshot table not registered before streaming", logkey.Table, ts.table.String(), logkey.Err, err)
+		}
 	}
 }

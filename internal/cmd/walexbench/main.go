@@ -28,6 +28,10 @@
 //   - W2: 100,000 single-row insert transactions from pgbench, 4 clients;
 //   - W3: 200,000 rows of a REPLICA IDENTITY FULL table updated in 20
 //     transactions of 10,000;
+//   - snapshot: the existing rows of a 1,000,000-row table of W1's shape,
+//     read once with COPY (the floor, reader copy) and by walex with
+//     Config.Snapshot = SnapshotInitialOnly (reader walex-snapshot) at each
+//     -snapshot-chunks size, while a writer updates 1% of the rows;
 //   - latency: commit → handler latency at a steady 1,000 transactions/s.
 //
 // Run it from the repository root:
@@ -45,6 +49,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -60,8 +65,12 @@ type options struct {
 	scale          float64
 	latencyDur     time.Duration
 	latencyRate    int
+	snapshotChunks []int
 	timeout        time.Duration
 }
+
+// allWorkloads are the workloads -workloads accepts, in the order of its default.
+var allWorkloads = []string{"W1", "W2", "W3", "snapshot", "latency"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "reader" {
@@ -69,13 +78,14 @@ func main() {
 		return
 	}
 	var (
-		workloads      = flag.String("workloads", "W1,W2,W3,latency", "comma-separated workloads to run: W1, W2, W3, latency")
+		workloads      = flag.String("workloads", strings.Join(allWorkloads, ","), "comma-separated workloads to run: "+strings.Join(allWorkloads, ", "))
 		readers        = flag.String("readers", strings.Join(allKinds, ","), "comma-separated readers for W1-W3: raw-v1, raw-v2, raw-v2b, walex")
 		latencyReaders = flag.String("latency-readers", kindRawV2+","+kindWalex, "comma-separated readers for the latency workload")
 		runs           = flag.Int("runs", 3, "measurements per reader and workload")
 		scale          = flag.Float64("scale", 1, "multiplies the row counts of W1-W3 (e.g. 0.01 for a smoke run)")
 		latencyDur     = flag.Duration("latency-duration", 10*time.Second, "how long the latency writer runs (after a 1 s warm-up)")
 		latencyRate    = flag.Int("latency-rate", 1000, "transactions per second of the latency writer")
+		snapshotChunks = flag.String("snapshot-chunks", "1000,5000,10000,20000", "comma-separated Config.SnapshotChunkSize values of the snapshot workload")
 		timeout        = flag.Duration("timeout", 15*time.Minute, "per reader process")
 	)
 	flag.Parse()
@@ -89,7 +99,11 @@ func main() {
 		latencyRate:    *latencyRate,
 		timeout:        *timeout,
 	}
-	if err := o.check(); err != nil {
+	err := o.parseChunks(*snapshotChunks)
+	if err == nil {
+		err = o.check()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "walexbench:", err)
 		os.Exit(2)
 	}
@@ -113,14 +127,11 @@ func splitList(s string) []string {
 
 func (o *options) check() error {
 	for i, w := range o.workloads {
-		w = strings.ToUpper(w)
-		if w == "LATENCY" {
-			w = "latency"
+		j := slices.IndexFunc(allWorkloads, func(name string) bool { return strings.EqualFold(name, w) })
+		if j < 0 {
+			return fmt.Errorf("unknown workload %q (want %s)", w, strings.Join(allWorkloads, ", "))
 		}
-		if !slices.Contains([]string{"W1", "W2", "W3", "latency"}, w) {
-			return fmt.Errorf("unknown workload %q (want W1, W2, W3, latency)", o.workloads[i])
-		}
-		o.workloads[i] = w
+		o.workloads[i] = allWorkloads[j]
 	}
 	for _, k := range append(slices.Clone(o.readers), o.latencyReaders...) {
 		if !slices.Contains(allKinds, k) {
@@ -135,6 +146,23 @@ func (o *options) check() error {
 	}
 	if o.latencyRate < 1 || o.latencyDur <= 0 {
 		return fmt.Errorf("-latency-rate and -latency-duration must be positive")
+	}
+	if slices.Contains(o.workloads, "snapshot") && len(o.snapshotChunks) == 0 {
+		return fmt.Errorf("-snapshot-chunks is empty; the snapshot workload needs at least one chunk size")
+	}
+	return nil
+}
+
+// parseChunks parses the -snapshot-chunks list.
+func (o *options) parseChunks(s string) error {
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return fmt.Errorf("-snapshot-chunks: %q is not a positive number of rows", f)
+		}
+		if !slices.Contains(o.snapshotChunks, n) {
+			o.snapshotChunks = append(o.snapshotChunks, n)
+		}
 	}
 	return nil
 }
@@ -162,7 +190,14 @@ func run(ctx context.Context, o options) error {
 
 	var results []*workloadResult
 	var lat []*latencyResult
+	var snap *snapshotResult
 	for _, name := range o.workloads {
+		if name == "snapshot" {
+			if snap, err = b.runSnapshot(ctx); err != nil {
+				return fmt.Errorf("snapshot: %w", err)
+			}
+			continue
+		}
 		if name == "latency" {
 			for _, k := range o.latencyReaders {
 				r, err := b.runLatency(ctx, k)
@@ -187,11 +222,15 @@ func run(ctx context.Context, o options) error {
 		r.print(os.Stdout)
 		fmt.Println()
 	}
+	if snap != nil {
+		snap.print(os.Stdout)
+		fmt.Println()
+	}
 	if len(lat) > 0 {
 		printLatency(os.Stdout, lat, o)
 		fmt.Println()
 	}
-	printTargets(os.Stdout, results, lat)
+	printTargets(os.Stdout, results, snap, lat)
 	fmt.Printf("\nwalexbench finished in %s; load average at the end: %s\n", time.Since(started).Round(time.Second), loadAvg())
 	return nil
 }

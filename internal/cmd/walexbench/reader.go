@@ -40,6 +40,13 @@ const (
 
 var allKinds = []string{kindRawV1, kindRawV2, kindRawV2Bin, kindWalex}
 
+// The readers of the snapshot workload (snapshot.go); they read a table's
+// rows rather than a slot.
+const (
+	kindCopy      = "copy"           // COPY (SELECT ...) TO STDOUT, the floor
+	kindWalexSnap = "walex-snapshot" // walex with SnapshotInitialOnly
+)
+
 // readerResult is what a child prints on stdout (one JSON object).
 type readerResult struct {
 	Kind      string        `json:"kind"`
@@ -48,6 +55,7 @@ type readerResult struct {
 	First     time.Duration `json:"first_ns"`   // connect → first event
 	Proto     string        `json:"proto"`      // "v1", "v2", "v2+stream"
 	Streamed  int64         `json:"stream_starts,omitempty"`
+	Updates   int64         `json:"updates,omitempty"` // walex-snapshot: Update events delivered alongside the Read events
 	Latencies [][2]int64    `json:"recv,omitempty"` // -record-ids: (id, receive time in Unix ns) per event
 }
 
@@ -55,7 +63,7 @@ type readerResult struct {
 // prints a readerResult.
 func readerMain(args []string) {
 	fs := flag.NewFlagSet("reader", flag.ExitOnError)
-	kind := fs.String("kind", "", "raw-v1, raw-v2, raw-v2b or walex")
+	kind := fs.String("kind", "", "raw-v1, raw-v2, raw-v2b, walex, copy or walex-snapshot")
 	url := fs.String("url", "", "database URL")
 	slot := fs.String("slot", "", "logical replication slot (pgoutput), created beforehand")
 	pub := fs.String("pub", "", "publication")
@@ -63,6 +71,7 @@ func readerMain(args []string) {
 	expect := fs.Int64("expect", 0, "stop after this many insert/update events; 0: read the number from stdin")
 	recordIDs := fs.Bool("record-ids", false, "record (id, receive time) of every event (latency mode)")
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up after this long")
+	chunk := fs.Int("chunk", 0, "walex-snapshot: Config.SnapshotChunkSize (0: walex's default)")
 	_ = fs.Parse(args)
 
 	// WALEXBENCH_CPUPROFILE=dir writes a CPU profile of each reader
@@ -75,9 +84,11 @@ func readerMain(args []string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	r := &reader{kind: *kind, url: *url, slot: *slot, pub: *pub, table: *table, recordIDs: *recordIDs, done: make(chan struct{})}
+	r := &reader{kind: *kind, url: *url, slot: *slot, pub: *pub, table: *table, recordIDs: *recordIDs, chunk: *chunk, done: make(chan struct{})}
 	r.expect.Store(*expect)
-	if *expect == 0 {
+	if *kind == kindCopy || *kind == kindWalexSnap {
+		r.expect.Store(-1) // they read the whole table, however many rows it has
+	} else if *expect == 0 {
 		r.expect.Store(-1)
 		go func() {
 			// The parent writes the final count once its writer has finished.
@@ -97,6 +108,10 @@ func readerMain(args []string) {
 		res, err = r.runRaw(ctx)
 	case kindWalex:
 		res, err = r.runWalex(ctx)
+	case kindCopy:
+		res, err = r.runCopy(ctx)
+	case kindWalexSnap:
+		res, err = r.runWalexSnapshot(ctx)
 	default:
 		err = fmt.Errorf("unknown reader kind %q", *kind)
 	}
@@ -112,6 +127,7 @@ func readerMain(args []string) {
 type reader struct {
 	kind, url, slot, pub, table string
 	recordIDs                   bool
+	chunk                       int // walex-snapshot
 
 	expect atomic.Int64 // -1 until known
 	done   chan struct{}

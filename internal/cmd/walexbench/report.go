@@ -22,7 +22,8 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-func collect(ss []sample, f func(sample) float64) []float64 {
+// collect is f of each sample.
+func collect[S any](ss []S, f func(S) float64) []float64 {
 	out := make([]float64, len(ss))
 	for i, s := range ss {
 		out[i] = f(s)
@@ -99,7 +100,7 @@ func printLatency(w io.Writer, lat []*latencyResult, o options) {
 }
 
 // printTargets checks the measurements against the project's performance targets (BENCHMARKS.md, "Targets").
-func printTargets(w io.Writer, results []*workloadResult, lat []*latencyResult) {
+func printTargets(w io.Writer, results []*workloadResult, snap *snapshotResult, lat []*latencyResult) {
 	fmt.Fprintln(w, "targets (walex):")
 	mark := func(ok bool) string {
 		if ok {
@@ -124,6 +125,12 @@ func printTargets(w io.Writer, results []*workloadResult, lat []*latencyResult) 
 		fmt.Fprintf(w, "  %s W1 peak RSS < 100 MB (%s): %.1f MB\n", mark(rss < 100), ss[0].res.Proto, rss)
 		cpu := median(collect(ss, func(s sample) float64 { return s.cpu.Seconds() / float64(s.res.Events) * 1e6 }))
 		fmt.Fprintf(w, "  %s W1 client CPU <= 4 s per million events: %.2f s\n", mark(cpu <= 4), cpu)
+	}
+	if snap != nil && len(snap.walex[defaultSnapChunk]) > 0 && len(snap.copy) > 0 {
+		ratio, rss := snap.ratio(defaultSnapChunk), peakRSS(snap.walex[defaultSnapChunk])
+		fmt.Fprintf(w, "  %s snapshot ≤ 1.5× COPY floor, < 100 MB RSS (chunk %d, median of %d): %.2f× COPY (%s against %s), %.1f MB\n",
+			mark(ratio <= 1.5 && rss < 100), defaultSnapChunk, len(snap.walex[defaultSnapChunk]), ratio,
+			fmtDur(medianTime(snap.walex[defaultSnapChunk])), fmtDur(medianTime(snap.copy)), rss)
 	}
 	for _, l := range lat {
 		if l.kind != kindWalex {

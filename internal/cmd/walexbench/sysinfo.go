@@ -49,9 +49,13 @@ func (b *bench) machineInfo(ctx context.Context) (string, error) {
 			fmt.Fprintf(&sb, "pgbench     %s\n", strings.TrimSpace(string(out)))
 		}
 	}
-	fmt.Fprintf(&sb, "options     -workloads %s -readers %s -runs %d -scale %g -latency-readers %s -latency-rate %d -latency-duration %s",
+	chunks := make([]string, len(b.o.snapshotChunks))
+	for i, n := range b.o.snapshotChunks {
+		chunks[i] = strconv.Itoa(n)
+	}
+	fmt.Fprintf(&sb, "options     -workloads %s -readers %s -runs %d -scale %g -latency-readers %s -latency-rate %d -latency-duration %s -snapshot-chunks %s",
 		strings.Join(b.o.workloads, ","), strings.Join(b.o.readers, ","), b.o.runs, b.o.scale,
-		strings.Join(b.o.latencyReaders, ","), b.o.latencyRate, b.o.latencyDur)
+		strings.Join(b.o.latencyReaders, ","), b.o.latencyRate, b.o.latencyDur, strings.Join(chunks, ","))
 	return sb.String(), nil
 }
 

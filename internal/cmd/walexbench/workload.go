@@ -24,6 +24,12 @@ const (
 	publication = "walexbench"
 	// tableDDL is the five-column row of every workload.
 	tableDDL = `CREATE TABLE %s (id bigserial PRIMARY KEY, t text, n numeric, ts timestamptz, j jsonb)`
+	// w1Rows inserts $1 rows of W1's shape into table %s (W1, and the
+	// tables W3 and the snapshot workload load beforehand).
+	w1Rows = `INSERT INTO %s (t, n, ts, j)
+		SELECT md5(i::text), round((random() * 100000)::numeric, 2), now() + i * interval '1 second',
+		       jsonb_build_object('k', i, 'tag', 'x', 'ok', true)
+		FROM generate_series(1, $1) AS i`
 )
 
 type bench struct {
@@ -55,10 +61,7 @@ var workloads = map[string]*workload{
 			return fmt.Sprintf("one transaction inserting %s rows (INSERT ... SELECT generate_series)", thousands(int64(scaled(1_000_000, o.scale))))
 		},
 		write: func(ctx context.Context, b *bench, db string, conn *pgx.Conn) (int64, string, error) {
-			tag, err := conn.Exec(ctx, `INSERT INTO w1 (t, n, ts, j)
-				SELECT md5(i::text), round((random() * 100000)::numeric, 2), now() + i * interval '1 second',
-				       jsonb_build_object('k', i, 'tag', 'x', 'ok', true)
-				FROM generate_series(1, $1) AS i`, scaled(1_000_000, b.o.scale))
+			tag, err := conn.Exec(ctx, fmt.Sprintf(w1Rows, "w1"), scaled(1_000_000, b.o.scale))
 			if err != nil {
 				return 0, "", err
 			}
@@ -80,10 +83,7 @@ var workloads = map[string]*workload{
 			return fmt.Sprintf("%s rows of a REPLICA IDENTITY FULL table updated in %d transactions of %s (UPDATE ... WHERE id range)", thousands(int64(rows)), w3Txns, thousands(int64((rows+w3Txns-1)/w3Txns)))
 		},
 		setup: func(ctx context.Context, b *bench, conn *pgx.Conn) error {
-			_, err := conn.Exec(ctx, `INSERT INTO w3 (t, n, ts, j)
-				SELECT md5(i::text), round((random() * 100000)::numeric, 2), now() + i * interval '1 second',
-				       jsonb_build_object('k', i, 'tag', 'x', 'ok', true)
-				FROM generate_series(1, $1) AS i`, scaled(200_000, b.o.scale))
+			_, err := conn.Exec(ctx, fmt.Sprintf(w1Rows, "w3"), scaled(200_000, b.o.scale))
 			if err != nil {
 				return err
 			}
