@@ -1,15 +1,23 @@
 package walex_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"os"
+	osexec "os/exec"
+	"os/signal"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -470,4 +478,180 @@ func TestSnapshotErrors(t *testing.T) {
 	if _, err := walex.New(walex.Config{URL: url, Name: "x", Publication: "pub", Subscriptions: []string{"nokey"}, Snapshot: "sometimes"}); !errors.Is(err, walex.ErrInvalidConfig) {
 		t.Errorf("New with Snapshot %q = %v, want ErrInvalidConfig", "sometimes", err)
 	}
+}
+
+const snapHelperEnv = "WALEX_SNAPSHOT_HELPER" // the journal's path; the URL is in WALEX_FAULT_URL
+
+// TestHelperSnapshotConsumer is the consuming process of
+// TestSnapshotConsumerKilled; it does nothing unless WALEX_SNAPSHOT_HELPER
+// is set. It runs an initial snapshot of table snap with a durable slot
+// and appends each handler call to a journal: "B", a line per event, "C".
+func TestHelperSnapshotConsumer(t *testing.T) {
+	path := os.Getenv(snapHelperEnv)
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := walex.New(snapConfig(t, os.Getenv(helperURLEnv), func(cfg *walex.Config) {
+		cfg.DurableSlot = true
+		cfg.Name = "snap_killed"
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stdout, nil)) // the test reads it
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := func(rec map[string]any, col string) string {
+		switch v, ok := rec[col]; {
+		case !ok:
+			return "-"
+		case v == nil:
+			return "N"
+		case v == walex.Unchanged:
+			return "U"
+		default:
+			return fmt.Sprintf("P%v", v)
+		}
+	}
+	c.OnEvent("snap", func(ctx context.Context, events []walex.Event) error {
+		var b strings.Builder
+		b.WriteString("B\n")
+		for _, e := range events {
+			fmt.Fprintf(&b, "%s %s %s %s %s\n", e.Type, field(e.NewRecord, "id"), field(e.OldRecord, "id"), field(e.NewRecord, "val"), field(e.NewRecord, "payload"))
+		}
+		b.WriteString("C\n")
+		_, err := f.WriteString(b.String())
+		return err
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := c.Run(ctx); err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+}
+
+// journal reads the complete handler calls a TestHelperSnapshotConsumer
+// appended since the last call and applies them to a mirror.
+type journal struct {
+	path string
+	off  int64
+	m    *mirror
+}
+
+func (j *journal) apply(t *testing.T) {
+	b, err := os.ReadFile(j.path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return
+		}
+		t.Fatal(err)
+	}
+	b = b[j.off:]
+	for {
+		end := bytes.Index(b, []byte("\nC\n"))
+		if end < 0 {
+			return // a call cut short by the kill is not applied: it was not acknowledged
+		}
+		call := b[:end+1]
+		j.off += int64(end + 3)
+		b = b[end+3:]
+		var events []walex.Event
+		for _, line := range strings.Split(strings.TrimSpace(string(call)), "\n")[1:] {
+			f := strings.SplitN(line, " ", 5)
+			value := func(s string, num bool) any {
+				switch s {
+				case "N":
+					return nil
+				case "U":
+					return walex.Unchanged
+				}
+				if num {
+					n, _ := strconv.ParseInt(s[1:], 10, 64)
+					return n
+				}
+				return s[1:]
+			}
+			e := walex.Event{Type: walex.EventType(f[0])}
+			if f[1] != "-" {
+				e.NewRecord = map[string]any{"id": value(f[1], true), "val": int32(value(f[3], true).(int64)), "payload": value(f[4], false)}
+			}
+			if f[2] != "-" {
+				e.OldRecord = map[string]any{"id": value(f[2], true)}
+			}
+			events = append(events, e)
+		}
+		if err := j.m.handle(context.Background(), events); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSnapshotConsumerKilled: the consuming process is SIGKILLed twice in
+// the middle of a durable slot's initial snapshot while other sessions
+// write; each new process resumes the snapshot, and the journal of what
+// the handlers got, applied in order, equals the table.
+func TestSnapshotConsumerKilled(t *testing.T) {
+	const rows, ops = 500_000, 10_000
+	url := testDB(t, snapSetup(rows))
+	j := &journal{path: filepath.Join(t.TempDir(), "journal"), m: newMirror()}
+	start := func(n int) (*osexec.Cmd, *logs) {
+		cmd := osexec.Command(os.Args[0], "-test.run=^TestHelperSnapshotConsumer$", "-test.count=1", "-test.v", "-test.timeout=5m")
+		cmd.Env = append(os.Environ(), snapHelperEnv+"="+j.path, helperURLEnv+"="+url)
+		out := &logs{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("consumer %d output (tail):\n%s", n, tail(out.String(), 30))
+			}
+		})
+		return cmd, out
+	}
+	writers := make(chan error, 1)
+	var last *logs
+	for n := 1; n <= 3; n++ {
+		cmd, out := start(n)
+		last = out
+		if n == 1 {
+			go func() { writers <- snapWriter(context.Background(), url, rows, ops, 2) }()
+		}
+		if n == 3 {
+			break
+		}
+		waitFor(t, 2*time.Minute, fmt.Sprintf("%d/3 of the rows", n), func() (bool, error) {
+			j.apply(t)
+			return j.m.reads.Load() > int64(n*rows/3), nil
+		})
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+	}
+	if err := <-writers; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Minute, "the snapshot's end", func() (bool, error) {
+		return strings.Contains(last.String(), "walex: snapshot done"), nil
+	})
+	exec(t, url, "INSERT INTO snap VALUES (0, 0, NULL)")
+	waitFor(t, time.Minute, "the last row", func() (bool, error) {
+		j.apply(t)
+		return j.m.has(0), nil
+	})
+	j.m.check(t, url, "snap")
+	if n := j.m.reads.Load(); n > rows*3/2 {
+		t.Errorf("%d Read events for %d rows: the snapshot started over", n, rows)
+	}
+	if n := strings.Count(last.String(), "snapshot resumed"); n != 1 {
+		t.Errorf("the last consumer resumed %d times, want 1", n)
+	}
+	t.Logf("%d Read events for %d rows", j.m.reads.Load(), rows)
+	exec(t, url, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'snap_killed_walex' AND active_pid IS NOT NULL")
 }
