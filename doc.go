@@ -50,13 +50,24 @@
 // ([Config.RetryPolicy]); if it keeps failing, [Client.Run] returns a
 // [*HandlerError] and nothing from that transaction on is acknowledged.
 //
+// # Snapshots
+//
+// [Config.Snapshot] and [Client.Snapshot] read the rows that already exist
+// and deliver them as [Read] events ([Client.OnRead]), in order with the
+// stream: a consumer that applies the events in delivery order ends with
+// the table's rows. Snapshots read in key order, in chunks of
+// [Config.SnapshotChunkSize], without blocking writers or the stream; with
+// a durable slot an interrupted snapshot resumes from its last chunk
+// ([Config.SnapshotTable]). [Stats.Snapshots] shows the progress.
+//
 // # Errors
 //
 // Configuration errors are [*ConfigError] (errors.Is [ErrInvalidConfig]).
 // Run returns permanent errors at once ([IsPermanent]): [ErrWALLevel],
 // [ErrPublicationNotFound], [ErrSlotInvalidated], [ErrSlotMismatch],
 // authentication and TLS failures, [ErrNotSubscribed], and at its first
-// start [ErrTableNotFound] and [ErrNotPublished]. It reconnects with
+// start [ErrTableNotFound] and [ErrNotPublished]; [ErrNoSnapshotKey] for
+// an initial snapshot of a table without a key. It reconnects with
 // backoff after transient ones, among them a connection that went silent
 // for [Config.ReceiveTimeout] ([ErrReceiveTimeout]).
 package walex

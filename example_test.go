@@ -125,3 +125,69 @@ func ExampleEventsChanging() {
 	// 1 update
 	// 2 insert
 }
+
+// A search index filled from the existing rows, then kept up to date:
+// the initial snapshot's Read events and the stream's changes come in one
+// order, so applying them as they come leaves the index equal to the table.
+func ExampleConfig_snapshot() {
+	index := map[any]map[string]any{}
+	c, err := walex.New(walex.Config{
+		URL:           "postgres://app:secret@localhost:5432/app?sslmode=disable",
+		Name:          "search",
+		Publication:   "events",
+		Subscriptions: []string{"products"},
+		DurableSlot:   true,                  // an interrupted snapshot resumes
+		Snapshot:      walex.SnapshotInitial, // existing rows first, then the stream
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	c.OnEvent("products", func(ctx context.Context, events []walex.Event) error {
+		for _, e := range events {
+			switch e.Type {
+			case walex.Read, walex.Insert, walex.Update:
+				if e.OldRecord != nil && e.OldRecord["id"] != e.NewRecord["id"] {
+					delete(index, e.OldRecord["id"]) // the key changed
+				}
+				row := map[string]any{}
+				for col, v := range e.NewRecord {
+					if v == walex.Unchanged { // a TOASTed value the update did not touch
+						v = index[e.NewRecord["id"]][col]
+					}
+					row[col] = v
+				}
+				index[e.NewRecord["id"]] = row
+			case walex.Delete:
+				delete(index, e.OldRecord["id"])
+			}
+		}
+		return nil
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := c.Run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// Snapshot reads a table again while Run streams: here one added to the
+// subscriptions at runtime.
+func ExampleClient_Snapshot() {
+	c, err := walex.New(walex.Config{URL: "postgres://app@localhost/app", Name: "myapp", Publication: "events", Subscriptions: []string{"users"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	c.OnEvent(walex.AllTables, func(ctx context.Context, events []walex.Event) error { return nil })
+	ctx := context.Background()
+	go func() { _ = c.Run(ctx) }()
+
+	if err := c.AddSubscriptions("orders"); err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Snapshot(ctx, "orders"); err != nil { // returns when the last row was delivered
+		log.Fatal(err)
+	}
+	for _, p := range c.Stats().Snapshots {
+		log.Printf("%s: %d rows in %v", p.Table, p.Rows, p.Done.Sub(p.Started))
+	}
+}

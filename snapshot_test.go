@@ -655,3 +655,28 @@ func TestSnapshotConsumerKilled(t *testing.T) {
 	t.Logf("%d Read events for %d rows", j.m.reads.Load(), rows)
 	exec(t, url, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'snap_killed_walex' AND active_pid IS NOT NULL")
 }
+
+// TestSnapshotTemporarySlot: with a temporary slot, every new connection
+// takes the initial snapshot again, since the changes made while
+// disconnected are lost.
+func TestSnapshotTemporarySlot(t *testing.T) {
+	url := testDB(t, snapSetup(2000))
+	c, err := walex.New(snapConfig(t, url, func(cfg *walex.Config) { cfg.SnapshotChunkSize = 500 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMirror()
+	c.OnEvent("snap", m.handle)
+	stop := running(t, c)
+	waitFor(t, time.Minute, "the first snapshot", func() (bool, error) { return m.reads.Load() == 2000, nil })
+	c.Reconnect()
+	waitFor(t, time.Minute, "the second snapshot", func() (bool, error) { return m.reads.Load() == 4000, nil })
+	waitFor(t, time.Minute, "its end", func() (bool, error) {
+		s := c.Stats().Snapshots
+		return len(s) == 1 && !s[0].Done.IsZero() && s[0].Rows == 2000, nil
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	m.check(t, url, "snap")
+}

@@ -269,3 +269,21 @@ func TestRelationInAbortedSubtransaction(t *testing.T) {
 		}
 	}
 }
+
+// TestNonTransactionalMessage: a non-transactional logical message is an
+// empty final batch with its prefix and a copy of its content.
+func TestNonTransactionalMessage(t *testing.T) {
+	m := msg(pgoutput.MsgMessage).U8(0).U64(0x500).Str("walex_snapshot").U32(5).Raw([]byte("ab:12")).Bytes()
+	bs := feed(t, New(Options{}), m)
+	if len(bs) != 1 {
+		t.Fatalf("%d batches, want 1", len(bs))
+	}
+	b := bs[0]
+	if b.Message != "walex_snapshot" || string(b.Content) != "ab:12" || !b.Final || b.EndLSN != 0x500 || len(b.Changes) != 0 {
+		t.Fatalf("batch = %+v", b)
+	}
+	copy(m[len(m)-5:], "xxxxx")
+	if string(b.Content) != "ab:12" {
+		t.Errorf("Content aliases the message buffer: %q", b.Content)
+	}
+}
