@@ -242,7 +242,9 @@ func (s *session) stream() error {
 			return permanentf("walex: cannot decode the change stream at WAL position %s: %w (nothing from this transaction on was acknowledged)", walStart, err)
 		},
 		Idle: func() bool {
-			return !s.dec.InTransaction() && LSN(s.acked.Load()) == s.enqueued
+			// Not while acknowledgements wait for a snapshot's progress
+			// to be saved: the keepalive position would pass them.
+			return !s.dec.InTransaction() && LSN(s.acked.Load()) == s.enqueued && !s.live.holding.Load()
 		},
 	})
 }

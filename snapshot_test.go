@@ -411,10 +411,24 @@ func TestSnapshotInitialOnly(t *testing.T) {
 	}
 	m := newMirror()
 	c.OnEvent("snap", m.handle)
+	// Filters apply to Read events as to inserts.
+	var kept atomic.Int64
+	c.OnRead("snap", func(_ context.Context, ev []walex.Event) error {
+		for _, e := range ev {
+			if e.NewRecord["val"] == int32(7) {
+				return fmt.Errorf("the filter let %s through", e)
+			}
+		}
+		kept.Add(int64(len(ev)))
+		return nil
+	}, walex.WithFilters(walex.Filters{UnwatchedRecords: map[string]any{"val": 7}}))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := c.Run(ctx); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if kept.Load() != 20_000-20 {
+		t.Errorf("OnRead with a filter took %d rows, want %d", kept.Load(), 20_000-20)
 	}
 	if ctx.Err() != nil {
 		t.Fatal("Run returned only when its context ended")

@@ -56,7 +56,7 @@ type readerResult struct {
 	Proto     string        `json:"proto"`      // "v1", "v2", "v2+stream"
 	Streamed  int64         `json:"stream_starts,omitempty"`
 	Updates   int64         `json:"updates,omitempty"` // walex-snapshot: Update events delivered alongside the Read events
-	Latencies [][2]int64    `json:"recv,omitempty"` // -record-ids: (id, receive time in Unix ns) per event
+	Latencies [][2]int64    `json:"recv,omitempty"`    // -record-ids: (id, receive time in Unix ns) per event
 }
 
 // readerMain is the child process: it drains one slot with one reader and
