@@ -49,7 +49,8 @@ type session struct {
 	dispatchErr error // why the dispatcher stopped, if a handler failed; read after wg.Wait
 	snapErr     error // why the initial snapshot failed for good; read after wg.Wait
 
-	live *liveSnaps // the snapshots running in the session
+	live       *liveSnaps // the snapshots running in the session
+	storeReady bool       // the snapshot progress table exists (coordinator)
 }
 
 func newSession(c *Client, initial bool, supersede uint32) *session {

@@ -632,6 +632,12 @@ func (s *session) saveProgress(cat *catalog, ts *tableSnap, done bool) error {
 		}
 	}
 	s.c.snaps.mu.Unlock()
+	if !s.storeReady {
+		if err := ensureStore(s.ctx, cat, s.cfg.snapTable, s.cfg.conn.User); err != nil {
+			return err
+		}
+		s.storeReady = true
+	}
 	if err := saveStore(s.ctx, cat, s.cfg.snapTable, s.conn.Slot(), st); err != nil {
 		return err
 	}
@@ -787,8 +793,13 @@ func (s *session) startSnapshots() error {
 	}
 	if !c.snapLoaded {
 		cat := s.cat
-		if err := ensureStore(s.ctx, cat, cfg.snapTable, cfg.conn.User); err != nil {
-			return err
+		if initial {
+			if err := ensureStore(s.ctx, cat, cfg.snapTable, cfg.conn.User); err != nil {
+				return err
+			}
+			s.storeReady = true
+		} else if exists, err := storeExists(s.ctx, cat, cfg.snapTable); err != nil || !exists {
+			return err // no snapshot was ever saved: nothing to resume
 		}
 		stored, err := loadStore(s.ctx, cat, cfg.snapTable, s.conn.Slot())
 		if err != nil {

@@ -273,12 +273,8 @@ func storeDDL(t tableName) string {
 // ensureStore creates the progress table when it does not exist, and
 // says what to do when the role may not.
 func ensureStore(ctx context.Context, cat *catalog, t tableName, role string) error {
-	rows, err := cat.query(ctx, `SELECT to_regclass($1) IS NOT NULL`, t.quoted())
-	if err != nil {
+	if exists, err := storeExists(ctx, cat, t); err != nil || exists {
 		return err
-	}
-	if len(rows) == 1 && string(rows[0][0]) == "t" {
-		return nil
 	}
 	if _, err := cat.query(ctx, storeDDL(t)); err != nil {
 		var pgErr *pgconn.PgError
@@ -289,6 +285,15 @@ func ensureStore(ctx context.Context, cat *catalog, t tableName, role string) er
 		return fmt.Errorf("walex: create the snapshot progress table %s: %w", t, err)
 	}
 	return nil
+}
+
+// storeExists reports whether the progress table exists.
+func storeExists(ctx context.Context, cat *catalog, t tableName) (bool, error) {
+	rows, err := cat.query(ctx, `SELECT to_regclass($1) IS NOT NULL`, t.quoted())
+	if err != nil {
+		return false, err
+	}
+	return len(rows) == 1 && string(rows[0][0]) == "t", nil
 }
 
 // storedSnap is a row of the progress table.

@@ -694,3 +694,32 @@ func TestSnapshotTemporarySlot(t *testing.T) {
 	}
 	m.check(t, url, "snap")
 }
+
+// TestSnapshotTableOnlyWhenUsed: a durable slot that never snapshots
+// leaves the database without the progress table.
+func TestSnapshotTableOnlyWhenUsed(t *testing.T) {
+	url := testDB(t, snapSetup(10))
+	c, err := walex.New(snapConfig(t, url, func(cfg *walex.Config) {
+		cfg.Snapshot, cfg.DurableSlot, cfg.Name = walex.SnapshotNever, true, "snap_unused"
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int64
+	c.OnEvent("snap", func(_ context.Context, ev []walex.Event) error { got.Add(int64(len(ev))); return nil })
+	stop := running(t, c)
+	waitFor(t, time.Minute, "connected", func() (bool, error) { return c.Stats().Connected, nil })
+	exec(t, url, "INSERT INTO snap VALUES (100, 1, NULL)")
+	waitFor(t, time.Minute, "the insert", func() (bool, error) { return got.Load() == 1, nil })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	var exists bool
+	if err := connect(t, url).QueryRow(context.Background(), "SELECT to_regclass('walex_snapshots') IS NOT NULL").Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Error("walex created its snapshot progress table without a snapshot")
+	}
+	exec(t, url, "SELECT pg_drop_replication_slot('snap_unused_walex')")
+}
