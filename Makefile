@@ -25,7 +25,7 @@ test-matrix:
 		WALEX_PG_VERSION=$$v $(GO) test -count=1 -timeout 15m ./... ; \
 	done
 
-## bench: walex against a raw pglogrepl reader on workloads W1-W3 and commit->handler
+## bench: walex against COPY on a snapshot, and a raw pglogrepl reader on W1-W3 and commit->handler
 ##        latency (internal/cmd/walexbench, throwaway PostgreSQL; see BENCHMARKS.md),
 ##        then the decoder's Go benchmarks on one core. Extra flags: BENCHFLAGS='-runs 5'
 bench:
