@@ -110,6 +110,52 @@ type chunk struct {
 	done    chan LSN // the watermark's position once delivered and acknowledged
 	count   int      // rows delivered
 	full    bool     // the range read was a full chunk
+	// ready is closed when rows (or err) are set: the rows are decoded
+	// on a goroutine of their own.
+	ready chan struct{}
+	err   error
+}
+
+// decode decodes the chunk's rows (those of its range, then the rereads
+// the range did not have) and closes ready.
+func (ch *chunk) decode(ctx context.Context, info *snapTable, ranged, reread *rawRows) {
+	defer close(ch.ready)
+	vals := pgvalue.NewValues(nil)
+	codecs := make([]pgvalue.Codec, len(info.cols))
+	for i, col := range info.cols {
+		codecs[i] = vals.Codec(col.oid, col.base)
+	}
+	n := 0
+	for _, r := range []*rawRows{ranged, reread} {
+		if r != nil {
+			n += r.n
+		}
+	}
+	rows := make([]snapRow, 0, n)
+	var err error
+	if ranged != nil {
+		if rows, err = info.decode(ctx, vals, codecs, ranged, rows); err != nil {
+			ch.err = err
+			return
+		}
+	}
+	if reread != nil {
+		more, err := info.decode(ctx, vals, codecs, reread, nil)
+		if err != nil {
+			ch.err = err
+			return
+		}
+		seen := make(map[string]bool, len(rows))
+		for _, r := range rows {
+			seen[r.key] = true
+		}
+		for _, r := range more {
+			if !seen[r.key] {
+				rows = append(rows, r)
+			}
+		}
+	}
+	ch.rows = rows
 }
 
 // mvccSnapshot is a pg_snapshot, as 32-bit transaction IDs.
@@ -310,10 +356,19 @@ func (s *session) deliverChunk(b *decoder.Batch) (*chunk, error) {
 	l.mu.Lock()
 	ch := l.chunks[id]
 	delete(l.chunks, id)
+	l.mu.Unlock()
 	if ch == nil {
-		l.mu.Unlock()
 		return nil, nil
 	}
+	select {
+	case <-ch.ready:
+	case <-s.ctx.Done():
+		return nil, context.Cause(s.ctx)
+	}
+	if ch.err != nil {
+		return nil, permanentf("%w (nothing from the chunk on was acknowledged)", ch.err)
+	}
+	l.mu.Lock()
 	lt := ch.table
 	truncated := slices.ContainsFunc(lt.truncs, func(x uint32) bool { return !ch.snap.sees(x) })
 	keep := ch.rows[:0]
@@ -345,7 +400,7 @@ func (s *session) deliverChunk(b *decoder.Batch) (*chunk, error) {
 			NewRecord: r.rec, Timestamp: ch.at, CommitLSN: b.EndLSN, Index: i,
 		}
 	}
-	full := make([]bool, s.cfg.MaxBatchEvents)
+	full := make([]bool, min(len(events), s.cfg.MaxBatchEvents))
 	for i := 0; i < len(events); i += s.cfg.MaxBatchEvents {
 		part := events[i:min(i+s.cfg.MaxBatchEvents, len(events))]
 		if err := s.c.dispatchEvents(s.ctx, s.cfg, part, full[:len(part)]); err != nil {
@@ -481,11 +536,6 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 		ts.estimated = info.estimated
 	}
 	c.snaps.mu.Unlock()
-	vals := pgvalue.NewValues(nil)
-	codecs := make([]pgvalue.Codec, len(info.cols))
-	for i, col := range info.cols {
-		codecs[i] = vals.Codec(col.oid, col.base)
-	}
 	defer func() {
 		if err == nil {
 			return // finish unregistered it
@@ -528,7 +578,7 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 			if exhausted && (!pendingRereads || len(inflight) > 0) {
 				break
 			}
-			ch, err := s.readChunk(cat, lt, vals, codecs, pos, !exhausted, size)
+			ch, err := s.readChunk(cat, lt, pos, !exhausted, size)
 			if err != nil {
 				var pgErr interface{ SQLState() string }
 				if errors.As(err, &pgErr) && pgErr.SQLState() == "57014" && size > 100 {
@@ -567,6 +617,7 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 		case <-s.ctx.Done():
 			return s.ctx.Err()
 		}
+		inflight[0] = nil // its rows may go
 		inflight = inflight[1:]
 		c.snaps.mu.Lock()
 		if ts.gen != gen {
@@ -657,7 +708,7 @@ func (s *session) saveProgress(cat *catalog, ts *tableSnap, done bool) error {
 
 // readChunk reads a chunk: the next rows after pos (when rangeRead), and
 // keys to read again; it registers the chunk and writes its watermark.
-func (s *session) readChunk(cat *catalog, lt *liveTable, vals *pgvalue.Values, codecs []pgvalue.Codec, pos []string, rangeRead bool, size int) (*chunk, error) {
+func (s *session) readChunk(cat *catalog, lt *liveTable, pos []string, rangeRead bool, size int) (*chunk, error) {
 	ctx := s.ctx
 	if err := cat.connect(ctx); err != nil {
 		return nil, err
@@ -667,7 +718,7 @@ func (s *session) readChunk(cat *catalog, lt *liveTable, vals *pgvalue.Values, c
 	l := s.live
 	l.mu.Lock()
 	l.next++
-	ch := &chunk{id: l.next, table: lt, done: make(chan LSN, 1), high: nil}
+	ch := &chunk{id: l.next, table: lt, done: make(chan LSN, 1), ready: make(chan struct{})}
 	var rereadTxt [][]string
 	for _, k := range slices.Sorted(maps.Keys(lt.rereads)) {
 		if len(ch.rereads) == maxRereadsPerChunk {
@@ -722,20 +773,20 @@ func (s *session) readChunk(cat *catalog, lt *liveTable, vals *pgvalue.Values, c
 			return nil, ctx.Err()
 		}
 	}
+	var ranged, reread *rawRows
 	if rangeRead {
 		var args [][]byte
 		for _, p := range pos {
 			args = append(args, []byte(p))
 		}
-		rows, err := info.readRows(ctx, conn, vals, codecs, info.rangeSQL(pos != nil, size), args)
-		if err != nil {
+		var err error
+		if ranged, err = info.readRaw(ctx, conn, info.rangeSQL(pos != nil, size), args, size); err != nil {
 			return nil, err
 		}
-		ch.full = len(rows) == size
-		if len(rows) > 0 {
-			ch.high = rows[len(rows)-1].keyTxt
+		ch.full = ranged.n == size
+		if ranged.n > 0 {
+			ch.high = info.keyText(ranged, ranged.n-1)
 		}
-		ch.rows = rows
 	}
 	if len(rereadTxt) > 0 {
 		var args [][]byte
@@ -744,20 +795,14 @@ func (s *session) readChunk(cat *catalog, lt *liveTable, vals *pgvalue.Values, c
 				args = append(args, []byte(p))
 			}
 		}
-		rows, err := info.readRows(ctx, conn, vals, codecs, info.rereadSQL(len(rereadTxt)), args)
-		if err != nil {
+		var err error
+		if reread, err = info.readRaw(ctx, conn, info.rereadSQL(len(rereadTxt)), args, len(rereadTxt)); err != nil {
 			return nil, err
 		}
-		seen := make(map[string]bool, len(ch.rows))
-		for _, r := range ch.rows {
-			seen[r.key] = true
-		}
-		for _, r := range rows {
-			if !seen[r.key] {
-				ch.rows = append(ch.rows, r)
-			}
-		}
 	}
+	// The rows are decoded while the chunk's watermark goes out and the
+	// next chunk is read; the dispatcher waits for them at the watermark.
+	go ch.decode(ctx, info, ranged, reread)
 	l.mu.Lock()
 	l.chunks[ch.id] = ch
 	l.mu.Unlock()

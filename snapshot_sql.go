@@ -26,6 +26,10 @@ type snapTable struct {
 	types     map[string]string // Event.Source.Columns
 	// The statements of the chunks.
 	selectList, orderBy, keyRow string
+	// formats are the result formats of the columns: binary where walex
+	// reads the type in binary (faster, and what the stream sends), text
+	// for the key columns, whose text is the next chunk's parameter.
+	formats []int16
 }
 
 // snapCol is a column a snapshot reads.
@@ -130,6 +134,12 @@ func loadSnapTable(ctx context.Context, cat *catalog, pub string, t tableName) (
 		return nil, fmt.Errorf("walex: %s: key columns not found among its columns", t)
 	}
 	krow = order
+	info.formats = make([]int16, len(info.cols))
+	for i, c := range info.cols {
+		if pgvalue.BinarySafe(c.base) && slicesIndex(info.keys, i) < 0 {
+			info.formats[i] = 1
+		}
+	}
 	info.selectList = strings.Join(sel, ", ")
 	info.orderBy = strings.Join(order, ", ")
 	info.keyRow = "(" + strings.Join(krow, ", ") + ")"
@@ -184,41 +194,85 @@ type snapRow struct {
 	rec    map[string]any
 }
 
-// readRows runs a chunk statement and decodes its rows.
-func (t *snapTable) readRows(ctx context.Context, conn *pgconn.PgConn, vals *pgvalue.Values, codecs []pgvalue.Codec, sql string, args [][]byte) ([]snapRow, error) {
-	rr := conn.ExecParams(ctx, sql, args, nil, nil, nil)
-	var out []snapRow
-	keyVals := make([]any, len(t.keys))
+// rawRows are the rows of a chunk statement as they came, every value in
+// one buffer: reading them keeps up with the server, and decoding them
+// (decode) is left to another goroutine.
+type rawRows struct {
+	buf  []byte
+	offs []int32 // per value: its start in buf, -1 for NULL
+	ends []int32
+	n    int // rows
+	cols int
+}
+
+func (r *rawRows) value(row, col int) []byte {
+	i := row*r.cols + col
+	if r.offs[i] < 0 {
+		return nil
+	}
+	return r.buf[r.offs[i]:r.ends[i]]
+}
+
+// readRaw runs a chunk statement and keeps its rows.
+func (t *snapTable) readRaw(ctx context.Context, conn *pgconn.PgConn, sql string, args [][]byte, expect int) (*rawRows, error) {
+	rr := conn.ExecParams(ctx, sql, args, nil, nil, t.formats)
+	r := &rawRows{cols: len(t.cols), offs: make([]int32, 0, expect*len(t.cols)), ends: make([]int32, 0, expect*len(t.cols))}
 	for rr.NextRow() {
-		raw := rr.Values()
+		for _, v := range rr.Values() {
+			if v == nil {
+				r.offs, r.ends = append(r.offs, -1), append(r.ends, -1)
+				continue
+			}
+			r.offs = append(r.offs, int32(len(r.buf)))
+			r.buf = append(r.buf, v...)
+			r.ends = append(r.ends, int32(len(r.buf)))
+		}
+		r.n++
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, err
+	}
+	if len(r.buf) > 1<<31-1 {
+		return nil, fmt.Errorf("walex: snapshot of %s: a chunk of %d rows holds more than 2 GiB; lower Config.SnapshotChunkSize", t.name, r.n)
+	}
+	return r, nil
+}
+
+// keyText is the text of the key columns of a row.
+func (t *snapTable) keyText(r *rawRows, row int) []string {
+	txt := make([]string, len(t.keys))
+	for j, i := range t.keys {
+		txt[j] = string(r.value(row, i))
+	}
+	return txt
+}
+
+// decode turns raw rows into records, with their keys.
+func (t *snapTable) decode(ctx context.Context, vals *pgvalue.Values, codecs []pgvalue.Codec, r *rawRows, out []snapRow) ([]snapRow, error) {
+	keyVals := make([]any, len(t.keys))
+	for row := 0; row < r.n; row++ {
 		rec := make(map[string]any, len(t.cols))
 		for i := range t.cols {
-			col := pgoutput.Column{Kind: pgoutput.ColText, Data: raw[i]}
-			if raw[i] == nil {
+			data := r.value(row, i)
+			col := pgoutput.Column{Kind: pgoutput.ColText, Data: data}
+			if t.formats[i] == 1 {
+				col.Kind = pgoutput.ColBinary
+			}
+			if data == nil {
 				col.Kind = pgoutput.ColNull
 			}
 			v, err := vals.Decode(ctx, &codecs[i], col)
 			if err != nil {
-				rr.Close()
 				return nil, fmt.Errorf("walex: snapshot of %s: column %q: %w", t.name, t.cols[i].name, err)
 			}
 			if t.cols[i].published {
 				rec[t.cols[i].name] = v
-			} else {
-				keyVals[slicesIndex(t.keys, i)] = v
+			}
+			if j := slicesIndex(t.keys, i); j >= 0 {
+				keyVals[j] = v
 			}
 		}
-		txt := make([]string, len(t.keys))
-		for j, i := range t.keys {
-			txt[j] = string(raw[i])
-			if t.cols[i].published {
-				keyVals[j] = rec[t.cols[i].name]
-			}
-		}
-		out = append(out, snapRow{key: canonKey(keyVals), keyTxt: txt, rec: rec})
-	}
-	if _, err := rr.Close(); err != nil {
-		return nil, err
+		out = append(out, snapRow{key: canonKey(keyVals), keyTxt: t.keyText(r, row), rec: rec})
 	}
 	return out, nil
 }
