@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,7 @@ const (
 	defaultSnapshotChunkSize = 10000
 	maxRereadsPerChunk       = 1000
 	snapshotPipeline         = 2 // chunks read ahead of their delivery
+	snapshotDecoders         = 2 // goroutines that decode a chunk's rows
 	snapshotLogEvery         = 5 * time.Second
 )
 
@@ -96,6 +98,7 @@ type liveTable struct {
 	log     map[string][]uint32 // key → IDs of transactions that touched it
 	truncs  []uint32            // IDs of transactions that truncated the table
 	rereads map[string][]string // canonical key → key text
+	bufHint int                 // the coordinator's guess of a chunk's raw size
 }
 
 // chunk is a chunk read and waiting for its watermark.
@@ -134,13 +137,13 @@ func (ch *chunk) decode(ctx context.Context, info *snapTable, ranged, reread *ra
 	rows := make([]snapRow, 0, n)
 	var err error
 	if ranged != nil {
-		if rows, err = info.decode(ctx, vals, codecs, ranged, rows); err != nil {
+		if rows, err = decodeParallel(ctx, info, ranged, rows, vals, codecs); err != nil {
 			ch.err = err
 			return
 		}
 	}
 	if reread != nil {
-		more, err := info.decode(ctx, vals, codecs, reread, nil)
+		more, err := info.decode(ctx, vals, codecs, reread, 0, reread.n, nil)
 		if err != nil {
 			ch.err = err
 			return
@@ -156,6 +159,42 @@ func (ch *chunk) decode(ctx context.Context, info *snapTable, ranged, reread *ra
 		}
 	}
 	ch.rows = rows
+}
+
+// decodeParallel decodes a chunk's rows on up to snapshotDecoders
+// goroutines (its own for the first part, with vals), in order into out.
+func decodeParallel(ctx context.Context, info *snapTable, r *rawRows, out []snapRow, vals *pgvalue.Values, codecs []pgvalue.Codec) ([]snapRow, error) {
+	workers := min(runtime.GOMAXPROCS(0), snapshotDecoders, max(1, r.n/1000))
+	if workers <= 1 {
+		return info.decode(ctx, vals, codecs, r, 0, r.n, out)
+	}
+	parts := make([][]snapRow, workers)
+	errs := make([]error, workers)
+	per := (r.n + workers - 1) / workers
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := pgvalue.NewValues(nil)
+			cs := make([]pgvalue.Codec, len(codecs))
+			for i, c := range codecs {
+				cs[i] = v.Rebuild(c)
+			}
+			from, to := w*per, min((w+1)*per, r.n)
+			parts[w], errs[w] = info.decode(ctx, v, cs, r, from, to, make([]snapRow, 0, max(0, to-from)))
+		}()
+	}
+	parts[0], errs[0] = info.decode(ctx, vals, codecs, r, 0, min(per, r.n), out)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out = parts[0]
+	for _, p := range parts[1:] {
+		out = append(out, p...)
+	}
+	return out, nil
 }
 
 // mvccSnapshot is a pg_snapshot, as 32-bit transaction IDs.
@@ -780,9 +819,10 @@ func (s *session) readChunk(cat *catalog, lt *liveTable, pos []string, rangeRead
 			args = append(args, []byte(p))
 		}
 		var err error
-		if ranged, err = info.readRaw(ctx, conn, info.rangeSQL(pos != nil, size), args, size); err != nil {
+		if ranged, err = info.readRaw(ctx, conn, info.rangeSQL(pos != nil, size), args, size, lt.bufHint); err != nil {
 			return nil, err
 		}
+		lt.bufHint = max(lt.bufHint, cap(ranged.buf)) // the next chunk's rows are much the same
 		ch.full = ranged.n == size
 		if ranged.n > 0 {
 			ch.high = info.keyText(ranged, ranged.n-1)
@@ -796,7 +836,7 @@ func (s *session) readChunk(cat *catalog, lt *liveTable, pos []string, rangeRead
 			}
 		}
 		var err error
-		if reread, err = info.readRaw(ctx, conn, info.rereadSQL(len(rereadTxt)), args, len(rereadTxt)); err != nil {
+		if reread, err = info.readRaw(ctx, conn, info.rereadSQL(len(rereadTxt)), args, len(rereadTxt), 0); err != nil {
 			return nil, err
 		}
 	}

@@ -189,9 +189,8 @@ func params(first, n int) string {
 
 // snapRow is a row read by a chunk.
 type snapRow struct {
-	key    string   // canonical form of the key values (see canonKey)
-	keyTxt []string // the key columns' text
-	rec    map[string]any
+	key string // canonical form of the key values (see canonKey)
+	rec map[string]any
 }
 
 // rawRows are the rows of a chunk statement as they came, every value in
@@ -214,9 +213,9 @@ func (r *rawRows) value(row, col int) []byte {
 }
 
 // readRaw runs a chunk statement and keeps its rows.
-func (t *snapTable) readRaw(ctx context.Context, conn *pgconn.PgConn, sql string, args [][]byte, expect int) (*rawRows, error) {
+func (t *snapTable) readRaw(ctx context.Context, conn *pgconn.PgConn, sql string, args [][]byte, expect, bufHint int) (*rawRows, error) {
 	rr := conn.ExecParams(ctx, sql, args, nil, nil, t.formats)
-	r := &rawRows{cols: len(t.cols), offs: make([]int32, 0, expect*len(t.cols)), ends: make([]int32, 0, expect*len(t.cols))}
+	r := &rawRows{cols: len(t.cols), buf: make([]byte, 0, bufHint), offs: make([]int32, 0, expect*len(t.cols)), ends: make([]int32, 0, expect*len(t.cols))}
 	for rr.NextRow() {
 		for _, v := range rr.Values() {
 			if v == nil {
@@ -247,10 +246,10 @@ func (t *snapTable) keyText(r *rawRows, row int) []string {
 	return txt
 }
 
-// decode turns raw rows into records, with their keys.
-func (t *snapTable) decode(ctx context.Context, vals *pgvalue.Values, codecs []pgvalue.Codec, r *rawRows, out []snapRow) ([]snapRow, error) {
+// decode turns the raw rows from..to-1 into records, with their keys.
+func (t *snapTable) decode(ctx context.Context, vals *pgvalue.Values, codecs []pgvalue.Codec, r *rawRows, from, to int, out []snapRow) ([]snapRow, error) {
 	keyVals := make([]any, len(t.keys))
-	for row := 0; row < r.n; row++ {
+	for row := from; row < to; row++ {
 		rec := make(map[string]any, len(t.cols))
 		for i := range t.cols {
 			data := r.value(row, i)
@@ -272,7 +271,7 @@ func (t *snapTable) decode(ctx context.Context, vals *pgvalue.Values, codecs []p
 				keyVals[j] = v
 			}
 		}
-		out = append(out, snapRow{key: canonKey(keyVals), keyTxt: t.keyText(r, row), rec: rec})
+		out = append(out, snapRow{key: canonKey(keyVals), rec: rec})
 	}
 	return out, nil
 }
