@@ -131,9 +131,10 @@ type Config struct {
 	// works), SnapshotInitial, SnapshotInitialOnly. See the README's
 	// Snapshots section.
 	Snapshot SnapshotMode
-	// SnapshotChunkSize is the number of rows a snapshot reads per chunk
-	// (one short query, in key order); the rows of two chunks are held in
-	// memory at most. Default 10,000.
+	// SnapshotChunkSize is the most rows a snapshot reads per chunk (one
+	// short query, in key order); fewer when the rows are wide (a chunk
+	// reads about 32 MiB of values at most), and the rows of two chunks
+	// are held in memory at most. Default 10,000.
 	SnapshotChunkSize int
 	// SnapshotTable is the table ("schema.table") where snapshots with a
 	// durable slot keep their progress, one row per slot and table, so

@@ -63,7 +63,12 @@ const (
 	maxRereadsPerChunk       = 1000
 	snapshotPipeline         = 2 // chunks read ahead of their delivery
 	snapshotDecoders         = 2 // goroutines that decode a chunk's rows
-	snapshotLogEvery         = 5 * time.Second
+	// snapshotChunkBytes is the most bytes of values a chunk reads (by
+	// the width of the rows of the chunk before); snapshotProbeRows the
+	// rows of a table's first chunk, which finds that width.
+	snapshotChunkBytes = 32 << 20
+	snapshotProbeRows  = 16
+	snapshotLogEvery   = 5 * time.Second
 )
 
 // liveSnaps is a session's state of the snapshots it runs, shared by the
@@ -103,16 +108,18 @@ type liveTable struct {
 
 // chunk is a chunk read and waiting for its watermark.
 type chunk struct {
-	id      uint64
-	table   *liveTable
-	snap    mvccSnapshot
-	at      time.Time // the chunk transaction's start
-	rows    []snapRow
-	rereads []string // the rereads it read
-	high    []string // key of the last row of its range (nil: a chunk of rereads only)
-	done    chan LSN // the watermark's position once delivered and acknowledged
-	count   int      // rows delivered
-	full    bool     // the range read was a full chunk
+	id        uint64
+	table     *liveTable
+	snap      mvccSnapshot
+	at        time.Time // the chunk transaction's start
+	rows      []snapRow
+	rereads   []string // the rereads it read
+	high      []string // key of the last row of its range (nil: a chunk of rereads only)
+	done      chan LSN // the watermark's position once delivered and acknowledged
+	count     int      // rows delivered
+	full      bool     // the range read was a full chunk
+	rawBytes  int      // bytes of values its range read
+	rangeRows int      // rows its range read
 	// ready is closed when rows (or err) are set: the rows are decoded
 	// on a goroutine of their own.
 	ready chan struct{}
@@ -607,6 +614,7 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 	c.snaps.mu.Unlock()
 	exhausted := false
 	var inflight []*chunk
+	var rowBytes int64 // bytes per row of the last chunk
 	lastLog := time.Now()
 	for {
 		for len(inflight) < snapshotPipeline {
@@ -617,7 +625,13 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 			if exhausted && (!pendingRereads || len(inflight) > 0) {
 				break
 			}
-			ch, err := s.readChunk(cat, lt, pos, !exhausted, size)
+			// The first chunk is small: it tells how wide the rows are,
+			// and the others read as many as fit in snapshotChunkBytes.
+			n := min(size, snapshotProbeRows)
+			if rowBytes > 0 {
+				n = int(min(int64(size), max(1, snapshotChunkBytes/rowBytes)))
+			}
+			ch, err := s.readChunk(cat, lt, pos, !exhausted, n)
 			if err != nil {
 				var pgErr interface{ SQLState() string }
 				if errors.As(err, &pgErr) && pgErr.SQLState() == "57014" && size > 100 {
@@ -632,6 +646,9 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 				if ch.high != nil {
 					pos = ch.high
 				}
+			}
+			if ch.rangeRows > 0 {
+				rowBytes = max(1, int64(ch.rawBytes)/int64(ch.rangeRows))
 			}
 			inflight = append(inflight, ch)
 		}
@@ -822,7 +839,8 @@ func (s *session) readChunk(cat *catalog, lt *liveTable, pos []string, rangeRead
 		if ranged, err = info.readRaw(ctx, conn, info.rangeSQL(pos != nil, size), args, size, lt.bufHint); err != nil {
 			return nil, err
 		}
-		lt.bufHint = max(lt.bufHint, cap(ranged.buf)) // the next chunk's rows are much the same
+		lt.bufHint = min(max(lt.bufHint, cap(ranged.buf)), snapshotChunkBytes) // the next chunk's rows are much the same
+		ch.rawBytes, ch.rangeRows = len(ranged.buf), ranged.n
 		ch.full = ranged.n == size
 		if ranged.n > 0 {
 			ch.high = info.keyText(ranged, ranged.n-1)

@@ -3,6 +3,7 @@ package walex_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -722,4 +723,55 @@ func TestSnapshotTableOnlyWhenUsed(t *testing.T) {
 		t.Error("walex created its snapshot progress table without a snapshot")
 	}
 	exec(t, url, "SELECT pg_drop_replication_slot('snap_unused_walex')")
+}
+
+// TestSnapshotWideRows: chunks of wide rows hold about
+// snapshotChunkBytes of values, not SnapshotChunkSize rows.
+func TestSnapshotWideRows(t *testing.T) {
+	url := testDB(t, `CREATE TABLE wide (id int PRIMARY KEY, v text);
+		ALTER TABLE wide ALTER v SET STORAGE EXTERNAL;
+		INSERT INTO wide SELECT g, repeat(md5(g::text), 32768) FROM generate_series(1, 80) g; -- 1 MiB each
+		CREATE PUBLICATION pub FOR TABLE wide;`)
+	c, err := walex.New(walex.Config{URL: url, Name: "snapwide", Publication: "pub", Subscriptions: []string{"wide"},
+		DurableSlot: true, Snapshot: walex.SnapshotInitialOnly, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reads atomic.Int64
+	c.OnRead("wide", func(_ context.Context, ev []walex.Event) error {
+		for _, e := range ev {
+			if len(e.NewRecord["v"].(string)) != 1<<20 {
+				return fmt.Errorf("row %v: %d bytes", e.NewRecord["id"], len(e.NewRecord["v"].(string)))
+			}
+		}
+		reads.Add(int64(len(ev)))
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := c.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if reads.Load() != 80 {
+		t.Errorf("%d Read events for 80 rows", reads.Load())
+	}
+	var chunks []struct{ Rows int }
+	var raw []byte
+	if err := connect(t, url).QueryRow(ctx, "SELECT chunks FROM walex_snapshots WHERE slot_name = 'snapwide_walex'").Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &chunks); err != nil {
+		t.Fatal(err)
+	}
+	prev := 0
+	for _, ch := range chunks {
+		if n := ch.Rows - prev; n > 40 {
+			t.Errorf("a chunk of %d rows of 1 MiB", n)
+		}
+		prev = ch.Rows
+	}
+	if len(chunks) < 3 {
+		t.Errorf("%d chunks for 80 MiB", len(chunks))
+	}
+	exec(t, url, "SELECT pg_drop_replication_slot('snapwide_walex')")
 }
