@@ -910,6 +910,10 @@ func (s *session) startSnapshots() error {
 		}
 		c.snaps.load(stored, c.isSubscribed)
 		c.snapLoaded = true
+		if initial && len(stored) == 0 {
+			c.logger().Warn("walex: no initial snapshot: the durable slot existed before walex was asked for one (SnapshotInitial snapshots when it creates the slot); call Client.Snapshot, or drop the slot to start afresh",
+				logkey.Slot, s.conn.Slot())
+		}
 	}
 	if n := c.snaps.rewind(s.conn.StartLSN()); n > 0 {
 		c.logger().Info("walex: snapshot resumes before chunks whose acknowledgement the server did not keep", logkey.Tables, n)
