@@ -25,6 +25,7 @@ func (c *Client) Run(ctx context.Context) error {
 	c.warned = make(map[string]bool)
 	c.missing = make(map[tableName]bool)
 	c.snapLoaded = false
+	c.snaps.start()
 	defer c.snaps.stopped()
 	if err := c.checkRegistrations(); err != nil {
 		return err

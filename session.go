@@ -115,6 +115,7 @@ func (s *session) run(parent context.Context) error {
 	streamErr := s.stream()
 	s.cancel(streamErr)
 	s.wg.Wait()
+	s.flushRereads()
 	s.finish()
 	if s.dispatchErr != nil {
 		return s.dispatchErr

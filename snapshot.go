@@ -103,6 +103,9 @@ func (c *Client) Snapshot(ctx context.Context, tables ...string) error {
 		}
 	}
 	waits := c.snaps.request(list, false, true)
+	if waits == nil {
+		return fmt.Errorf("%w: Run returned", ErrNotRunning)
+	}
 	for _, w := range waits {
 		select {
 		case err := <-w:
@@ -125,6 +128,9 @@ type snapshots struct {
 	tables map[tableName]*tableSnap
 	order  []tableName   // first request first
 	wake   chan struct{} // a table was asked for
+	// running is set while Run runs; requests made when it is not get
+	// no answer, so they are refused.
+	running bool
 }
 
 // maxMarks is how many delivered chunks a table's progress remembers.
@@ -173,12 +179,15 @@ func (s *snapshots) init() {
 
 // request asks for the tables' snapshots; restart starts a running or
 // finished one again. It returns a channel per table that receives the
-// snapshot's outcome.
+// snapshot's outcome, or nil when Run is not running.
 func (s *snapshots) request(tables []tableName, initial, restart bool) []chan error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()
-	var waits []chan error
+	if !s.running {
+		return nil
+	}
+	waits := []chan error{}
 	for _, t := range tables {
 		ts := s.tables[t]
 		if ts == nil {
@@ -286,10 +295,18 @@ func (s *snapshots) initialPending() (pending bool, err error) {
 	return pending, nil
 }
 
+// start records that Run runs.
+func (s *snapshots) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.running = true
+}
+
 // stopped tells the waiters that Run returned.
 func (s *snapshots) stopped() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.running = false
 	for _, ts := range s.tables {
 		for _, w := range ts.waiters {
 			w <- fmt.Errorf("%w: Run returned before the snapshot of %s finished", ErrNotRunning, ts.table)

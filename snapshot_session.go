@@ -61,8 +61,9 @@ const snapshotPrefix = "walex_snapshot"
 const (
 	defaultSnapshotChunkSize = 10000
 	maxRereadsPerChunk       = 1000
-	snapshotPipeline         = 2 // chunks read ahead of their delivery
-	snapshotDecoders         = 2 // goroutines that decode a chunk's rows
+	maxRereadDrops           = 20 // chunks that may drop a reread row before walex gives up on it
+	snapshotPipeline         = 2  // chunks read ahead of their delivery
+	snapshotDecoders         = 2  // goroutines that decode a chunk's rows
 	// snapshotChunkBytes is the most bytes of values a chunk reads (by
 	// the width of the rows of the chunk before); snapshotProbeRows the
 	// rows of a table's first chunk, which finds that width.
@@ -104,6 +105,17 @@ type liveTable struct {
 	truncs  []uint32            // IDs of transactions that truncated the table
 	rereads map[string][]string // canonical key → key text
 	bufHint int                 // the coordinator's guess of a chunk's raw size
+	ts      *tableSnap
+	// scanned is set once the chunk that ended the key range was
+	// delivered: from then on every row reached the consumer whole,
+	// except the rereads still due, and only an update of one of those
+	// needs a reread.
+	scanned bool
+	// drops counts, per reread key, the chunks that dropped its row (a
+	// row updated that often); past maxRereadDrops walex gives up on it.
+	drops map[string]int
+	// dirty is set when rereads changed since they were last saved.
+	dirty bool
 }
 
 // chunk is a chunk read and waiting for its watermark.
@@ -120,6 +132,7 @@ type chunk struct {
 	full      bool     // the range read was a full chunk
 	rawBytes  int      // bytes of values its range read
 	rangeRows int      // rows its range read
+	lastRange bool     // it read the end of the key range
 	// ready is closed when rows (or err) are set: the rows are decoded
 	// on a goroutine of their own.
 	ready chan struct{}
@@ -341,11 +354,21 @@ func (s *session) observe(b *decoder.Batch) {
 		case decoder.OpUpdate:
 			lt.touch(ch.New, b.XID)
 			lt.touch(ch.Old, b.XID)
-			if hasUnchanged(ch.New) {
+			if hasUnchanged(ch.New) && (!lt.scanned || lt.due(ch.New) || lt.due(ch.Old)) {
 				s.scheduleReread(lt, ch.New)
 			}
 		}
 	}
+}
+
+// due reports whether the key of rec is to be read again.
+func (lt *liveTable) due(rec map[string]any) bool {
+	k, _, ok := lt.key(rec)
+	if !ok {
+		return false
+	}
+	_, due := lt.rereads[k]
+	return due
 }
 
 // scheduleReread adds the key of rec to the rereads (l.mu held).
@@ -367,6 +390,7 @@ func (s *session) scheduleReread(lt *liveTable, rec map[string]any) {
 		txt[j] = t
 	}
 	lt.rereads[k] = txt
+	lt.dirty = true
 	if s.cfg.DurableSlot {
 		s.live.hold = true
 		s.live.holding.Store(true)
@@ -428,9 +452,24 @@ func (s *session) deliverChunk(b *decoder.Batch) (*chunk, error) {
 	for _, k := range ch.rereads {
 		if !lt.touchedUnseen(k, ch.snap) {
 			delete(lt.rereads, k) // read again, or gone
+			delete(lt.drops, k)
+			lt.dirty = true
+			continue
+		}
+		if lt.drops[k]++; lt.drops[k] > maxRereadDrops {
+			delete(lt.rereads, k)
+			delete(lt.drops, k)
+			lt.dirty = true
+			s.c.logger().Warn("walex: a row is updated too often to be read whole: the consumer may lack its TOASTed values until an update sets them",
+				logkey.Table, lt.info.name.String(), logkey.Key, k)
 		}
 	}
-	lt.prune(ch.snap)
+	if ch.lastRange {
+		lt.scanned = true
+	}
+	for _, t := range l.tables {
+		t.prune(ch.snap) // every later snapshot sees what this one saw
+	}
 	l.mu.Unlock()
 
 	ch.count = len(keep)
@@ -457,8 +496,8 @@ func (s *session) deliverChunk(b *decoder.Batch) (*chunk, error) {
 }
 
 // register makes the dispatcher log the table's stream events.
-func (l *liveSnaps) register(info *snapTable, rereads map[string][]string) *liveTable {
-	lt := &liveTable{info: info, log: map[string][]uint32{}, rereads: maps.Clone(rereads)}
+func (l *liveSnaps) register(ts *tableSnap, info *snapTable, rereads map[string][]string) *liveTable {
+	lt := &liveTable{ts: ts, info: info, log: map[string][]uint32{}, rereads: maps.Clone(rereads), drops: map[string]int{}}
 	if lt.rereads == nil {
 		lt.rereads = map[string][]string{}
 	}
@@ -531,9 +570,11 @@ func (s *session) snapshotLoop() {
 			continue
 		}
 		if errors.Is(err, errSnapshotRestart) {
+			s.releaseHold()
 			continue
 		}
 		if IsPermanent(err) {
+			s.releaseHold()
 			c.snaps.mu.Lock()
 			ts.finish(err)
 			initial := ts.initial
@@ -581,7 +622,11 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 		ts.started = time.Now()
 		ts.estimated = info.estimated
 	}
+	resumedAt, estimated := ts.rows, ts.estimated
 	c.snaps.mu.Unlock()
+	if s.conn.ServerVersion() < 14 {
+		return permanentf("walex: snapshot of %s: snapshots need PostgreSQL 14 or later (pgoutput sends logical decoding messages, the chunks' watermarks, from 14 on); this server is %d", ts.table, s.conn.ServerVersion())
+	}
 	defer func() {
 		if err == nil {
 			return // finish unregistered it
@@ -600,7 +645,7 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 	if pos == nil {
 		c.logger().Info("walex: snapshot started", logkey.Table, ts.table.String(), logkey.Rows, info.estimated)
 	} else {
-		c.logger().Info("walex: snapshot resumed", logkey.Table, ts.table.String(), logkey.Rows, ts.rows)
+		c.logger().Info("walex: snapshot resumed", logkey.Table, ts.table.String(), logkey.Rows, resumedAt)
 	}
 
 	if err := s.saveProgress(cat, ts, false); err != nil {
@@ -634,9 +679,9 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 			ch, err := s.readChunk(cat, lt, pos, !exhausted, n)
 			if err != nil {
 				var pgErr interface{ SQLState() string }
-				if errors.As(err, &pgErr) && pgErr.SQLState() == "57014" && size > 100 {
+				if errors.As(err, &pgErr) && pgErr.SQLState() == "57014" && n > 100 {
 					c.snaps.mu.Lock()
-					ts.chunkSize = size / 2
+					ts.chunkSize = n / 2
 					c.snaps.mu.Unlock()
 				}
 				return snapshotQueryError(ts.table, cfg.conn.User, err)
@@ -655,13 +700,18 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 		if len(inflight) == 0 {
 			if s.live.finish(lt) {
 				c.snaps.mu.Lock()
+				if ts.gen != gen {
+					c.snaps.mu.Unlock()
+					return errSnapshotRestart
+				}
+				ts.rereads = nil
 				ts.finish(nil)
-				rows := ts.rows
+				rows, took := ts.rows, time.Since(ts.started).Round(time.Millisecond)
 				c.snaps.mu.Unlock()
 				if err := s.saveProgress(cat, ts, true); err != nil {
 					return err
 				}
-				c.logger().Info("walex: snapshot done", logkey.Table, ts.table.String(), logkey.Rows, rows, logkey.Took, time.Since(ts.started).Round(time.Millisecond))
+				c.logger().Info("walex: snapshot done", logkey.Table, ts.table.String(), logkey.Rows, rows, logkey.Took, took)
 				return nil
 			}
 			continue
@@ -696,7 +746,7 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 		}
 		if time.Since(lastLog) >= snapshotLogEvery {
 			lastLog = time.Now()
-			c.logger().Info("walex: snapshot progress", logkey.Table, ts.table.String(), logkey.Rows, rows, logkey.Estimated, ts.estimated)
+			c.logger().Info("walex: snapshot progress", logkey.Table, ts.table.String(), logkey.Rows, rows, logkey.Estimated, estimated)
 		}
 	}
 }
@@ -717,49 +767,106 @@ func (l *liveSnaps) finish(lt *liveTable) bool {
 // the rereads scheduled so far, then lets the acknowledgements held for
 // them go.
 func (s *session) saveProgress(cat *catalog, ts *tableSnap, done bool) error {
+	s.flushRereads()
 	if !s.cfg.DurableSlot {
 		return nil
 	}
 	l := s.live
 	l.mu.Lock()
 	seq, held := l.holdSeq, l.held
-	var rereads [][]string
-	if lt := l.tables[ts.table]; lt != nil {
-		for _, k := range slices.Sorted(maps.Keys(lt.rereads)) {
-			rereads = append(rereads, lt.rereads[k])
+	// ts, and every other table whose rereads changed since their save.
+	saving := []*tableSnap{ts}
+	var dirty []*liveTable
+	for _, lt := range l.tables {
+		if lt.dirty {
+			lt.dirty = false
+			dirty = append(dirty, lt)
+			if lt.ts != ts {
+				saving = append(saving, lt.ts)
+			}
 		}
 	}
 	l.mu.Unlock()
-	s.c.snaps.mu.Lock()
-	st := storedSnap{table: ts.table, initial: ts.initial, done: done, rows: ts.rows, estimated: ts.estimated,
-		started: ts.started, doneAt: ts.done, marks: slices.Clone(ts.marks), rereads: rereads}
-	if !done && len(rereads) == 0 {
-		for _, k := range slices.Sorted(maps.Keys(ts.rereads)) {
-			st.rereads = append(st.rereads, ts.rereads[k])
+	err := s.saveTables(cat, saving, ts, done)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		for _, lt := range dirty {
+			lt.dirty = true
 		}
-	}
-	s.c.snaps.mu.Unlock()
-	if !s.storeReady {
-		if err := ensureStore(s.ctx, cat, s.cfg.snapTable, s.cfg.conn.User); err != nil {
-			return err
-		}
-		s.storeReady = true
-	}
-	if err := saveStore(s.ctx, cat, s.cfg.snapTable, s.conn.Slot(), st); err != nil {
 		return err
 	}
-	l.mu.Lock()
 	ackTo := held
 	if l.hold && l.holdSeq == seq {
 		l.hold = false
 		l.holding.Store(false)
 		ackTo = l.held
 	}
-	l.mu.Unlock()
 	if ackTo > 0 {
 		s.conn.Ack(ackTo)
 	}
 	return nil
+}
+
+// saveTables writes the progress rows of the tables; done marks doneTS
+// done.
+func (s *session) saveTables(cat *catalog, tables []*tableSnap, doneTS *tableSnap, done bool) error {
+	if !s.storeReady {
+		if err := ensureStore(s.ctx, cat, s.cfg.snapTable, s.cfg.conn.User); err != nil {
+			return err
+		}
+		s.storeReady = true
+	}
+	for _, ts := range tables {
+		s.c.snaps.mu.Lock()
+		st := storedSnap{table: ts.table, initial: ts.initial, done: done && ts == doneTS, rows: ts.rows, estimated: ts.estimated,
+			started: ts.started, doneAt: ts.done, marks: slices.Clone(ts.marks)}
+		for _, k := range slices.Sorted(maps.Keys(ts.rereads)) {
+			st.rereads = append(st.rereads, ts.rereads[k])
+		}
+		s.c.snaps.mu.Unlock()
+		if err := saveStore(s.ctx, cat, s.cfg.snapTable, s.conn.Slot(), st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flushRereads copies the rereads of the session's tables to the
+// client's state, which outlives the session.
+func (s *session) flushRereads() {
+	l := s.live
+	l.mu.Lock()
+	copies := make(map[*tableSnap]map[string][]string, len(l.tables))
+	for _, lt := range l.tables {
+		copies[lt.ts] = maps.Clone(lt.rereads)
+	}
+	l.mu.Unlock()
+	s.c.snaps.mu.Lock()
+	for ts, rr := range copies {
+		ts.rereads = rr
+	}
+	s.c.snaps.mu.Unlock()
+}
+
+// releaseHold lets the held acknowledgements go when no table's rereads
+// wait to be saved (after a table left the session).
+func (s *session) releaseHold() {
+	l := s.live
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, lt := range l.tables {
+		if lt.dirty {
+			return
+		}
+	}
+	if l.hold {
+		l.hold = false
+		l.holding.Store(false)
+		if l.held > 0 {
+			s.conn.Ack(l.held)
+		}
+	}
 }
 
 // readChunk reads a chunk: the next rows after pos (when rangeRead), and
@@ -842,6 +949,7 @@ func (s *session) readChunk(cat *catalog, lt *liveTable, pos []string, rangeRead
 		lt.bufHint = min(max(lt.bufHint, cap(ranged.buf)), snapshotChunkBytes) // the next chunk's rows are much the same
 		ch.rawBytes, ch.rangeRows = len(ranged.buf), ranged.n
 		ch.full = ranged.n == size
+		ch.lastRange = !ch.full
 		if ranged.n > 0 {
 			ch.high = info.keyText(ranged, ranged.n-1)
 		}
@@ -949,6 +1057,8 @@ func (s *snapshots) load(stored []storedSnap, subscribed func(schema, table stri
 			ts = &tableSnap{table: st.table}
 			s.tables[st.table] = ts
 			s.order = append(s.order, st.table)
+		} else if len(ts.waiters) > 0 {
+			continue // asked for in this Run: that request stands
 		}
 		ts.initial, ts.saved = st.initial, true
 		ts.rows, ts.estimated, ts.started, ts.marks = st.rows, st.estimated, st.started, st.marks
@@ -1056,7 +1166,7 @@ func (s *session) watch(cat *catalog, ts *tableSnap) (*liveTable, error) {
 	s.c.snaps.mu.Lock()
 	rereads := maps.Clone(ts.rereads)
 	s.c.snaps.mu.Unlock()
-	return l.register(info, rekey(s.ctx, info, vals, codecs, rereads)), nil
+	return l.register(ts, info, rekey(s.ctx, info, vals, codecs, rereads)), nil
 }
 
 // watchPending registers every table with a snapshot to do before the

@@ -775,3 +775,166 @@ func TestSnapshotWideRows(t *testing.T) {
 	}
 	exec(t, url, "SELECT pg_drop_replication_slot('snapwide_walex')")
 }
+
+// TestSnapshotEndsUnderUpdates: a snapshot ends while other sessions keep
+// updating rows with TOASTed values (each such update leaves the value out
+// of its event), and the consumer still ends with whole rows.
+func TestSnapshotEndsUnderUpdates(t *testing.T) {
+	const rows = 100_000
+	url := testDB(t, snapSetup(rows))
+	c, err := walex.New(snapConfig(t, url, func(cfg *walex.Config) { cfg.Snapshot = walex.SnapshotNever }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMirror()
+	c.OnEvent("snap", m.handle)
+	stop := running(t, c)
+	waitFor(t, time.Minute, "connected", func() (bool, error) { return c.Stats().Connected, nil })
+	wctx, wcancel := context.WithCancel(context.Background())
+	var updates atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			conn, err := pgx.Connect(wctx, url)
+			if err != nil {
+				return
+			}
+			defer conn.Close(context.Background())
+			rng := rand.New(rand.NewPCG(seed, 9))
+			for wctx.Err() == nil {
+				id := (rng.Int64N(rows/100) + 1) * 100 // a row with a TOASTed value
+				if _, err := conn.Exec(wctx, "UPDATE snap SET val = val + 1 WHERE id = $1", id); err == nil {
+					updates.Add(1)
+				}
+			}
+		}(uint64(w))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	err = c.Snapshot(ctx, "snap")
+	n := updates.Load()
+	wcancel()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("Snapshot under steady updates: %v after %d updates (%d Read events)", err, n, m.reads.Load())
+	}
+	exec(t, url, "INSERT INTO snap VALUES (0, 0, NULL)")
+	waitFor(t, time.Minute, "the last row", func() (bool, error) { return m.has(0), nil })
+	m.check(t, url, "snap")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d updates during the snapshot, %d Read events for %d rows", n, m.reads.Load(), rows)
+}
+
+// TestSnapshotFailureKeepsAcknowledging: a durable snapshot that fails for
+// good (its SELECT privilege revoked midway, while rows with TOASTed
+// values are updated) leaves the stream acknowledged; and a Snapshot
+// asked for right after Run starts, of a table whose snapshot a previous
+// Run finished, runs again.
+func TestSnapshotFailureKeepsAcknowledging(t *testing.T) {
+	const rows = 100_000
+	srv := pgtest.Shared()
+	url := testDB(t, snapSetup(rows))
+	const pw = "snap-Secret-790"
+	exec(t, url, `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'walex_snap2') THEN CREATE ROLE walex_snap2 LOGIN REPLICATION; END IF; END $$`)
+	exec(t, url, `ALTER ROLE walex_snap2 PASSWORD '`+pw+`'`)
+	exec(t, url, `GRANT SELECT ON snap TO walex_snap2; GRANT CREATE ON SCHEMA public TO walex_snap2`)
+	db := url[strings.LastIndex(url, "/")+1:]
+	if i := strings.Index(db, "?"); i >= 0 {
+		db = db[:i]
+	}
+	roleURL := fmt.Sprintf("postgres://walex_snap2:%s@%s:%d/%s?sslmode=disable", pw, srv.Host, srv.Port, db)
+	cfg := snapConfig(t, roleURL, func(cfg *walex.Config) {
+		cfg.Snapshot, cfg.DurableSlot, cfg.Name, cfg.SnapshotChunkSize = walex.SnapshotNever, true, "snap_fail", 2000
+	})
+	m := newMirror()
+	c, err := walex.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.OnEvent("snap", m.handle)
+	stop := running(t, c)
+	waitFor(t, time.Minute, "connected", func() (bool, error) { return c.Stats().Connected, nil })
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	go func() {
+		conn, err := pgx.Connect(wctx, url)
+		if err != nil {
+			return
+		}
+		defer conn.Close(context.Background())
+		for i := int64(1); wctx.Err() == nil; i++ {
+			_, _ = conn.Exec(wctx, "UPDATE snap SET val = val + 1 WHERE id = $1", (i%(rows/100)+1)*100)
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- c.Snapshot(context.Background(), "snap") }()
+	waitFor(t, time.Minute, "a tenth of the rows", func() (bool, error) { return m.reads.Load() > rows/10, nil })
+	exec(t, url, "REVOKE SELECT ON snap FROM walex_snap2")
+	select {
+	case err := <-done:
+		if !walex.IsPermanent(err) || !strings.Contains(err.Error(), "GRANT SELECT") {
+			t.Fatalf("Snapshot after REVOKE = %v, want a permanent error with the GRANT", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Snapshot did not return after its SELECT privilege was revoked")
+	}
+	wcancel()
+	mon := connect(t, url)
+	var lsn string
+	if err := mon.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, url, "INSERT INTO snap VALUES (0, 0, NULL)")
+	target, _ := parseLSN(&lsn)
+	waitFor(t, time.Minute, "the slot past the insert", func() (bool, error) {
+		_, flush, err := slotInfo(context.Background(), mon, "snap_fail_walex")
+		return flush > target, err
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A finished snapshot, then a new Run asked for it again at once.
+	exec(t, url, "GRANT SELECT ON snap TO walex_snap2")
+	c, err = walex.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.OnEvent("snap", m.handle)
+	stop = running(t, c)
+	waitFor(t, time.Minute, "connected", func() (bool, error) { return c.Stats().Connected, nil })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Snapshot(ctx, "snap"); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	c, err = walex.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := m.reads.Load()
+	c.OnEvent("snap", m.handle)
+	stop = running(t, c)
+	// As soon as Run takes it: before the new session read the progress
+	// table, which says the snapshot is done.
+	for err = walex.ErrNotRunning; errors.Is(err, walex.ErrNotRunning); {
+		err = c.Snapshot(ctx, "snap")
+	}
+	if err != nil {
+		t.Fatalf("Snapshot right after Run started, of a table done before: %v", err)
+	}
+	if m.reads.Load()-before < rows {
+		t.Errorf("%d Read events for %d rows", m.reads.Load()-before, rows)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, url, "SELECT pg_drop_replication_slot('snap_fail_walex')")
+}

@@ -18,6 +18,7 @@ const (
 	Publication   = "publication"    // publication name
 	Table         = "table"          // schema.table
 	Tables        = "tables"         // several schema.table names
+	Key           = "key"            // a row's key (a snapshot's canonical form)
 	Rows          = "rows"           // rows a snapshot delivered (or a table's estimated rows at its start)
 	Estimated     = "estimated"      // the planner's estimate of a table's rows
 	Took          = "took"           // how long something took
