@@ -662,6 +662,9 @@ func (s *session) snapshotTable(cat *catalog, ts *tableSnap) (err error) {
 	var rowBytes int64 // bytes per row of the last chunk
 	lastLog := time.Now()
 	for {
+		if !c.isSubscribed(ts.table.Schema, ts.table.Table) {
+			return permanentf("%w: %s was removed from the subscriptions while its snapshot ran", ErrNotSubscribed, ts.table)
+		}
 		for len(inflight) < snapshotPipeline {
 			l := s.live
 			l.mu.Lock()

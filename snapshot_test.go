@@ -938,3 +938,40 @@ func TestSnapshotFailureKeepsAcknowledging(t *testing.T) {
 	}
 	exec(t, url, "SELECT pg_drop_replication_slot('snap_fail_walex')")
 }
+
+// TestSnapshotUnsubscribed: a table removed from the subscriptions while
+// its snapshot runs ends the snapshot with ErrNotSubscribed.
+func TestSnapshotUnsubscribed(t *testing.T) {
+	url := testDB(t, snapSetup(200_000)+"CREATE TABLE other (id int PRIMARY KEY); ALTER PUBLICATION pub ADD TABLE other;")
+	c, err := walex.New(snapConfig(t, url, func(cfg *walex.Config) {
+		cfg.Snapshot, cfg.SnapshotChunkSize = walex.SnapshotNever, 1000
+		cfg.Subscriptions = []string{"snap", "other"}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reads atomic.Int64
+	c.OnEvent(walex.AllTables, func(_ context.Context, ev []walex.Event) error { reads.Add(int64(len(ev))); return nil })
+	stop := running(t, c)
+	waitFor(t, time.Minute, "connected", func() (bool, error) { return c.Stats().Connected, nil })
+	done := make(chan error, 1)
+	go func() { done <- c.Snapshot(context.Background(), "snap") }()
+	waitFor(t, time.Minute, "the first rows", func() (bool, error) { return reads.Load() > 0, nil })
+	if err := c.RemoveSubscriptions("snap"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, walex.ErrNotSubscribed) {
+			t.Errorf("Snapshot of a table unsubscribed meanwhile = %v, want ErrNotSubscribed", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Snapshot went on after its table was unsubscribed")
+	}
+	if n := reads.Load(); n >= 200_000 {
+		t.Errorf("%d Read events: the snapshot read the whole table", n)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
