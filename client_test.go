@@ -461,10 +461,7 @@ func TestPermanentErrors(t *testing.T) {
 		var logs bytes.Buffer
 		var mu sync.Mutex
 		logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		db := url[strings.LastIndex(url, "/")+1:]
-		if i := strings.Index(db, "?"); i >= 0 {
-			db = db[:i]
-		}
+		db := dbName(url)
 		wrong := fmt.Sprintf("postgres://walex_pw:%s@%s:%d/%s?sslmode=disable", "wrong-"+pw, srv.Host, srv.Port, db)
 		c := newClient(t, wrong, "pw", []string{"t"}, func(cfg *walex.Config) { cfg.Logger = logger })
 		err := c.Run(ctx)
@@ -541,10 +538,7 @@ func TestMissingTable(t *testing.T) {
 func TestUpdateConfigAndReconnect(t *testing.T) {
 	srv := pgtest.Shared()
 	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE t;`)
-	db := url[strings.LastIndex(url, "/")+1:]
-	if i := strings.Index(db, "?"); i >= 0 {
-		db = db[:i]
-	}
+	db := dbName(url)
 	exec(t, url, `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'walex_pw') THEN CREATE ROLE walex_pw LOGIN REPLICATION; END IF; END $$`)
 	exec(t, url, `ALTER ROLE walex_pw PASSWORD 'first-pass'`)
 	c := newClient(t, "", "rotate", []string{"t"}, func(cfg *walex.Config) {
@@ -586,10 +580,7 @@ func TestUpdateConfigAndReconnect(t *testing.T) {
 // database or role sets (the replication connection pins its own).
 func TestDatabaseOutputSettings(t *testing.T) {
 	url := testDB(t, `CREATE TABLE t (id int PRIMARY KEY, d date, ts timestamp, b bytea, iv interval, f float8); CREATE PUBLICATION events FOR TABLE t;`)
-	db := url[strings.LastIndex(url, "/")+1:]
-	if i := strings.Index(db, "?"); i >= 0 {
-		db = db[:i]
-	}
+	db := dbName(url)
 	exec(t, url, fmt.Sprintf(`ALTER DATABASE %q SET DateStyle = 'SQL, DMY'`, db))
 	exec(t, url, fmt.Sprintf(`ALTER DATABASE %q SET bytea_output = 'escape'`, db))
 	exec(t, url, fmt.Sprintf(`ALTER DATABASE %q SET IntervalStyle = 'sql_standard'`, db))

@@ -130,3 +130,23 @@ func (l *logs) count(parts ...string) int {
 	}
 	return n
 }
+
+// dbName is the database of a test database's URL.
+func dbName(url string) string {
+	db := url[strings.LastIndex(url, "/")+1:]
+	if i := strings.Index(db, "?"); i >= 0 {
+		db = db[:i]
+	}
+	return db
+}
+
+// loginRole makes sure the role exists with LOGIN REPLICATION and the
+// password, and returns the URL of url's database (on the shared server)
+// for it.
+func loginRole(tb testing.TB, url, role, password string) string {
+	tb.Helper()
+	exec(tb, url, fmt.Sprintf(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%s') THEN CREATE ROLE %s LOGIN REPLICATION; END IF; END $$`, role, role))
+	exec(tb, url, fmt.Sprintf(`ALTER ROLE %s PASSWORD '%s'`, role, password))
+	srv := pgtest.Shared()
+	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", role, password, srv.Host, srv.Port, dbName(url))
+}

@@ -24,7 +24,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/walex-go/walex"
-	"github.com/walex-go/walex/internal/pgtest"
 )
 
 // snapSetup is a table with a TOASTed column on one row in 100.
@@ -444,19 +443,11 @@ func TestSnapshotInitialOnly(t *testing.T) {
 // GRANT to run while the stream goes on; an initial snapshot of a table
 // without a key stops Run with ErrNoSnapshotKey.
 func TestSnapshotErrors(t *testing.T) {
-	srv := pgtest.Shared()
 	url := testDB(t, `CREATE TABLE secret (id bigint PRIMARY KEY, v text);
 		INSERT INTO secret VALUES (1, 'x');
 		CREATE TABLE nokey (v text);
 		CREATE PUBLICATION pub FOR TABLE secret, nokey;`)
-	const pw = "snap-Secret-789"
-	exec(t, url, `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'walex_snap') THEN CREATE ROLE walex_snap LOGIN REPLICATION; END IF; END $$`)
-	exec(t, url, `ALTER ROLE walex_snap PASSWORD '`+pw+`'`)
-	db := url[strings.LastIndex(url, "/")+1:]
-	if i := strings.Index(db, "?"); i >= 0 {
-		db = db[:i]
-	}
-	roleURL := fmt.Sprintf("postgres://walex_snap:%s@%s:%d/%s?sslmode=disable", pw, srv.Host, srv.Port, db)
+	roleURL := loginRole(t, url, "walex_snap", "snap-Secret-789")
 
 	c, err := walex.New(walex.Config{URL: roleURL, Name: "snaperr", Publication: "pub", Subscriptions: []string{"secret"}, Logger: testLogger(t)})
 	if err != nil {
@@ -836,17 +827,9 @@ func TestSnapshotEndsUnderUpdates(t *testing.T) {
 // Run finished, runs again.
 func TestSnapshotFailureKeepsAcknowledging(t *testing.T) {
 	const rows = 100_000
-	srv := pgtest.Shared()
 	url := testDB(t, snapSetup(rows))
-	const pw = "snap-Secret-790"
-	exec(t, url, `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'walex_snap2') THEN CREATE ROLE walex_snap2 LOGIN REPLICATION; END IF; END $$`)
-	exec(t, url, `ALTER ROLE walex_snap2 PASSWORD '`+pw+`'`)
+	roleURL := loginRole(t, url, "walex_snap2", "snap-Secret-790")
 	exec(t, url, `GRANT SELECT ON snap TO walex_snap2; GRANT CREATE ON SCHEMA public TO walex_snap2`)
-	db := url[strings.LastIndex(url, "/")+1:]
-	if i := strings.Index(db, "?"); i >= 0 {
-		db = db[:i]
-	}
-	roleURL := fmt.Sprintf("postgres://walex_snap2:%s@%s:%d/%s?sslmode=disable", pw, srv.Host, srv.Port, db)
 	cfg := snapConfig(t, roleURL, func(cfg *walex.Config) {
 		cfg.Snapshot, cfg.DurableSlot, cfg.Name, cfg.SnapshotChunkSize = walex.SnapshotNever, true, "snap_fail", 2000
 	})
