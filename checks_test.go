@@ -156,7 +156,18 @@ func TestSubscribedTableDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 		exec(t, url, `INSERT INTO a VALUES (1); INSERT INTO b VALUES (1)`)
+		var after string
+		if err := mon.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&after); err != nil {
+			t.Fatal(err)
+		}
 		rec.wait(t, 1)
+		// The kill below must not bring the transaction again: wait until
+		// the server has its acknowledgement.
+		target, _ := parseLSN(&after)
+		waitFor(t, 30*time.Second, "the acknowledgement of the first transaction", func() (bool, error) {
+			_, flush, err := slotInfo(ctx, mon, "dropped_walex")
+			return flush >= target, err
+		})
 		exec(t, url, `DROP TABLE b`)
 		// A transient error: the next connection checks the tables again.
 		if _, err := mon.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
