@@ -140,8 +140,6 @@ const maxMarks = 64
 type tableSnap struct {
 	table   tableName
 	initial bool // part of the initial snapshot (SnapshotInitial*)
-	// saved is set when the durable progress row exists.
-	saved bool
 	// gen grows when the snapshot is asked for again, which restarts it.
 	gen uint64
 	// chunkSize, when not 0, is the chunk size after chunk queries were
@@ -189,12 +187,8 @@ func (s *snapshots) request(tables []tableName, initial, restart bool) []chan er
 	}
 	waits := []chan error{}
 	for _, t := range tables {
-		ts := s.tables[t]
-		if ts == nil {
-			ts = &tableSnap{table: t}
-			s.tables[t] = ts
-			s.order = append(s.order, t)
-		} else if !restart && ts.done.IsZero() && ts.err == nil {
+		ts, known := s.table(t)
+		if known && !restart && ts.done.IsZero() && ts.err == nil {
 			ts.initial = ts.initial || initial
 			continue
 		}
@@ -206,11 +200,28 @@ func (s *snapshots) request(tables []tableName, initial, restart bool) []chan er
 		ts.waiters = append(ts.waiters, w)
 		waits = append(waits, w)
 	}
+	s.signal()
+	return waits
+}
+
+// table returns t's state, made now if it had none (s.mu held), and
+// whether it had one.
+func (s *snapshots) table(t tableName) (*tableSnap, bool) {
+	if ts := s.tables[t]; ts != nil {
+		return ts, true
+	}
+	ts := &tableSnap{table: t}
+	s.tables[t] = ts
+	s.order = append(s.order, t)
+	return ts, false
+}
+
+// signal wakes the coordinator: there is work.
+func (s *snapshots) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return waits
 }
 
 // reset makes ts start again from its first row.

@@ -143,11 +143,7 @@ type chunk struct {
 // the range did not have) and closes ready.
 func (ch *chunk) decode(ctx context.Context, info *snapTable, ranged, reread *rawRows) {
 	defer close(ch.ready)
-	vals := pgvalue.NewValues(nil)
-	codecs := make([]pgvalue.Codec, len(info.cols))
-	for i, col := range info.cols {
-		codecs[i] = vals.Codec(col.oid, col.base)
-	}
+	vals, codecs := info.newCodecs()
 	n := 0
 	for _, r := range []*rawRows{ranged, reread} {
 		if r != nil {
@@ -283,8 +279,9 @@ func (lt *liveTable) key(rec map[string]any) (string, []any, bool) {
 	return canonKey(vals), vals, true
 }
 
-func (lt *liveTable) touch(rec map[string]any, xid uint32) {
-	k, _, ok := lt.key(rec)
+// touch logs that transaction xid touched key k (when ok: the event had
+// the key).
+func (lt *liveTable) touch(k string, ok bool, xid uint32) {
 	if !ok {
 		return
 	}
@@ -348,35 +345,34 @@ func (s *session) observe(b *decoder.Batch) {
 		case decoder.OpTruncate:
 			lt.truncs = append(lt.truncs, b.XID)
 		case decoder.OpInsert:
-			lt.touch(ch.New, b.XID)
+			k, _, ok := lt.key(ch.New)
+			lt.touch(k, ok, b.XID)
 		case decoder.OpDelete:
-			lt.touch(ch.Old, b.XID)
+			k, _, ok := lt.key(ch.Old)
+			lt.touch(k, ok, b.XID)
 		case decoder.OpUpdate:
-			lt.touch(ch.New, b.XID)
-			lt.touch(ch.Old, b.XID)
-			if hasUnchanged(ch.New) && (!lt.scanned || lt.due(ch.New) || lt.due(ch.Old)) {
-				s.scheduleReread(lt, ch.New)
+			k, vals, ok := lt.key(ch.New)
+			old, _, oldOK := lt.key(ch.Old)
+			lt.touch(k, ok, b.XID)
+			lt.touch(old, oldOK, b.XID)
+			if ok && hasUnchanged(ch.New) && (!lt.scanned || lt.due(k, true) || lt.due(old, oldOK)) {
+				s.scheduleReread(lt, k, vals)
 			}
 		}
 	}
 }
 
-// due reports whether the key of rec is to be read again.
-func (lt *liveTable) due(rec map[string]any) bool {
-	k, _, ok := lt.key(rec)
+// due reports whether key is to be read again.
+func (lt *liveTable) due(key string, ok bool) bool {
 	if !ok {
 		return false
 	}
-	_, due := lt.rereads[k]
+	_, due := lt.rereads[key]
 	return due
 }
 
-// scheduleReread adds the key of rec to the rereads (l.mu held).
-func (s *session) scheduleReread(lt *liveTable, rec map[string]any) {
-	k, vals, ok := lt.key(rec)
-	if !ok {
-		return
-	}
+// scheduleReread adds key k, of values vals, to the rereads (l.mu held).
+func (s *session) scheduleReread(lt *liveTable, k string, vals []any) {
 	if _, dup := lt.rereads[k]; dup {
 		return
 	}
@@ -516,11 +512,7 @@ func (l *liveSnaps) unregister(lt *liveTable) map[string][]string {
 	if l.tables[lt.info.name] == lt {
 		delete(l.tables, lt.info.name)
 	}
-	for id, ch := range l.chunks {
-		if ch.table == lt {
-			delete(l.chunks, id)
-		}
-	}
+	l.forgetChunks(lt)
 	l.active.Store(int32(len(l.tables)))
 	return maps.Clone(lt.rereads)
 }
@@ -529,11 +521,12 @@ func (l *liveSnaps) unregister(lt *liveTable) map[string][]string {
 func (l *liveSnaps) dropChunks(lt *liveTable) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for id, ch := range l.chunks {
-		if ch.table == lt {
-			delete(l.chunks, id)
-		}
-	}
+	l.forgetChunks(lt)
+}
+
+// forgetChunks forgets lt's chunks (l.mu held).
+func (l *liveSnaps) forgetChunks(lt *liveTable) {
+	maps.DeleteFunc(l.chunks, func(_ uint64, ch *chunk) bool { return ch.table == lt })
 }
 
 // snapshotLoop is the coordinator goroutine: it runs the snapshots asked
@@ -1055,15 +1048,11 @@ func (s *snapshots) load(stored []storedSnap, subscribed func(schema, table stri
 		if !subscribed(st.table.Schema, st.table.Table) {
 			continue
 		}
-		ts := s.tables[st.table]
-		if ts == nil {
-			ts = &tableSnap{table: st.table}
-			s.tables[st.table] = ts
-			s.order = append(s.order, st.table)
-		} else if len(ts.waiters) > 0 {
+		ts, _ := s.table(st.table)
+		if len(ts.waiters) > 0 {
 			continue // asked for in this Run: that request stands
 		}
-		ts.initial, ts.saved = st.initial, true
+		ts.initial = st.initial
 		ts.rows, ts.estimated, ts.started, ts.marks = st.rows, st.estimated, st.started, st.marks
 		ts.done = time.Time{}
 		if st.done {
@@ -1077,10 +1066,7 @@ func (s *snapshots) load(stored []storedSnap, subscribed func(schema, table stri
 			ts.rereads[strings.Join(k, "\x00")] = k // keyed again by rekey
 		}
 	}
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.signal()
 }
 
 // rekey keys rereads by the canonical form of their values (canonKey),
@@ -1161,11 +1147,7 @@ func (s *session) watch(cat *catalog, ts *tableSnap) (*liveTable, error) {
 	if err != nil {
 		return nil, err
 	}
-	vals := pgvalue.NewValues(nil)
-	codecs := make([]pgvalue.Codec, len(info.cols))
-	for i, col := range info.cols {
-		codecs[i] = vals.Codec(col.oid, col.base)
-	}
+	vals, codecs := info.newCodecs()
 	s.c.snaps.mu.Lock()
 	rereads := maps.Clone(ts.rereads)
 	s.c.snaps.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ type snapTable struct {
 	name      tableName
 	cols      []snapCol
 	keys      []int  // indexes in cols of the key columns, in key order
+	keyPos    []int  // per column, its place in keys, or -1
 	filter    string // the publication's row filter (PostgreSQL 15+), or ""
 	estimated int64
 	types     map[string]string // Event.Source.Columns
@@ -118,7 +120,7 @@ func loadSnapTable(ctx context.Context, cat *catalog, pub string, t tableName) (
 			info.types[name] = ti.Name
 		}
 	}
-	var sel, order, krow []string
+	var sel, order []string
 	for _, c := range info.cols {
 		sel = append(sel, sqlquote.Ident(c.name))
 	}
@@ -133,17 +135,29 @@ func loadSnapTable(ctx context.Context, cat *catalog, pub string, t tableName) (
 	if len(info.keys) != len(keys) {
 		return nil, fmt.Errorf("walex: %s: key columns not found among its columns", t)
 	}
-	krow = order
 	info.formats = make([]int16, len(info.cols))
+	info.keyPos = make([]int, len(info.cols))
 	for i, c := range info.cols {
-		if pgvalue.BinarySafe(c.base) && slicesIndex(info.keys, i) < 0 {
+		info.keyPos[i] = slices.Index(info.keys, i)
+		if pgvalue.BinarySafe(c.base) && info.keyPos[i] < 0 {
 			info.formats[i] = 1
 		}
 	}
 	info.selectList = strings.Join(sel, ", ")
 	info.orderBy = strings.Join(order, ", ")
-	info.keyRow = "(" + strings.Join(krow, ", ") + ")"
+	info.keyRow = "(" + info.orderBy + ")"
 	return info, nil
+}
+
+// newCodecs returns a Values and the codecs of t's columns made by it:
+// what one goroutine needs to decode t's rows.
+func (t *snapTable) newCodecs() (*pgvalue.Values, []pgvalue.Codec) {
+	vals := pgvalue.NewValues(nil)
+	codecs := make([]pgvalue.Codec, len(t.cols))
+	for i, col := range t.cols {
+		codecs[i] = vals.Codec(col.oid, col.base)
+	}
+	return vals, codecs
 }
 
 // rangeSQL is the statement of a chunk: the next rows after the key in
@@ -267,22 +281,13 @@ func (t *snapTable) decode(ctx context.Context, vals *pgvalue.Values, codecs []p
 			if t.cols[i].published {
 				rec[t.cols[i].name] = v
 			}
-			if j := slicesIndex(t.keys, i); j >= 0 {
+			if j := t.keyPos[i]; j >= 0 {
 				keyVals[j] = v
 			}
 		}
 		out = append(out, snapRow{key: canonKey(keyVals), rec: rec})
 	}
 	return out, nil
-}
-
-func slicesIndex(s []int, v int) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }
 
 // snapshotQueryError says what a failed snapshot statement means for the

@@ -346,7 +346,7 @@ func (r *reader) runRaw(ctx context.Context) (*readerResult, error) {
 // handler that only counts the events. Logging goes through a handler that
 // prints warnings and errors and notes the protocol walex chose.
 func (r *reader) runWalex(ctx context.Context) (*readerResult, error) {
-	logs := &protoLog{next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), mu: new(sync.Mutex), p: new(string)}
+	logs := newProtoLog()
 	c, err := walex.New(walex.Config{
 		URL:           r.url,
 		Name:          "walexbench",
@@ -405,6 +405,12 @@ type protoLog struct {
 	next slog.Handler
 	mu   *sync.Mutex
 	p    *string
+}
+
+// newProtoLog returns a protoLog that prints warnings and errors to
+// stderr.
+func newProtoLog() *protoLog {
+	return &protoLog{next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), mu: new(sync.Mutex), p: new(string)}
 }
 
 func (h *protoLog) Enabled(ctx context.Context, l slog.Level) bool { return true }

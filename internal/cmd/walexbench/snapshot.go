@@ -315,7 +315,7 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 // writer's changes bring). Elapsed is from Run's start to its return;
 // Stats().Snapshots must agree with the count.
 func (r *reader) runWalexSnapshot(ctx context.Context) (*readerResult, error) {
-	logs := &protoLog{next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), mu: new(sync.Mutex), p: new(string)}
+	logs := newProtoLog()
 	c, err := walex.New(walex.Config{
 		URL:               r.url,
 		Name:              "walexbench",
