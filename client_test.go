@@ -386,6 +386,7 @@ func TestTwoClientsIsolated(t *testing.T) {
 	}
 }
 
+// waitSlots waits until n slots whose names start with prefix stream.
 func waitSlots(tb testing.TB, url, prefix string, n int) {
 	tb.Helper()
 	ctx := context.Background()
@@ -396,7 +397,11 @@ func waitSlots(tb testing.TB, url, prefix string, n int) {
 	defer conn.Close(ctx)
 	waitFor(tb, 30*time.Second, fmt.Sprintf("%d active slots %s*", n, prefix), func() (bool, error) {
 		var got int
-		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE $1 || '%' AND active AND database = current_database()`, prefix).Scan(&got)
+		// Replication must have started: a slot that is still being
+		// created is listed as active too, and is gone if its creation
+		// is cut short.
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
+			WHERE s.slot_name LIKE $1 || '%' AND s.database = current_database() AND r.state IN ('catchup', 'streaming')`, prefix).Scan(&got)
 		return got >= n, err
 	})
 }
