@@ -27,9 +27,19 @@ const (
 	OpUpdate
 	OpDelete
 	OpTruncate
+	// OpMessage is a Mark for a logical decoding message written inside
+	// the transaction (pg_logical_emit_message(true, ...)).
+	OpMessage
+	// OpRelation is a Mark for a Relation message received inside the
+	// transaction: the server describes a table before the first change
+	// that uses a new description of it (after a connect, or after its
+	// definition changed). Compare it with the previous description to
+	// see a schema change.
+	OpRelation
 )
 
-// String returns "insert", "update", "delete" or "truncate".
+// String returns "insert", "update", "delete", "truncate", "message" or
+// "relation".
 func (o Op) String() string {
 	switch o {
 	case OpInsert:
@@ -40,6 +50,10 @@ func (o Op) String() string {
 		return "delete"
 	case OpTruncate:
 		return "truncate"
+	case OpMessage:
+		return "message"
+	case OpRelation:
+		return "relation"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -61,6 +75,26 @@ type Change struct {
 	Cascade, RestartIdentity bool
 }
 
+// Mark is something a transaction carries besides row changes, at its
+// place among them: a logical decoding message written in the transaction
+// (Op OpMessage) or a Relation message (Op OpRelation).
+type Mark struct {
+	// At is the position of the mark in the batch: it comes after
+	// Changes[:At] and before Changes[At:].
+	At int
+	Op Op
+	// Relation is the new description of a table (OpRelation).
+	Relation *Relation
+	// Of an OpMessage: the message's prefix, content (a copy) and WAL
+	// position, and whether it was written as transactional (a
+	// non-transactional one has a place in a transaction only when it
+	// came in the transaction's stream block).
+	Prefix        string
+	Content       []byte
+	LSN           LSN
+	Transactional bool
+}
+
 // Batch is a committed transaction, or one chunk of a large one. Chunks of
 // one transaction are emitted in order with increasing Seq; the last one
 // has Final set and is the only one after which the transaction may be
@@ -72,7 +106,10 @@ type Batch struct {
 	CommitTime time.Time
 	Origin     string
 	Changes    []Change
-	Seq        int
+	// Marks are the transaction's messages and Relation messages, in
+	// order, each placed among Changes by its At.
+	Marks []Mark
+	Seq   int
 	Final      bool
 	// Streamed tells that the transaction came in stream blocks (protocol
 	// version 2 and later) and was assembled at its Stream Commit.
@@ -151,6 +188,7 @@ type txState struct {
 	skip   bool // origin skipped
 	rels   map[uint32]*Relation
 	replay bool
+	msgs   int // message marks in batch: they count towards MaxBatchEvents
 }
 
 // New returns a Decoder.
@@ -275,10 +313,13 @@ func (d *Decoder) apply(ctx context.Context, m pgoutput.Message, emit Emit) erro
 			// A streamed transaction's own Relation messages describe the
 			// table as that transaction saw it.
 			d.tx.rels[rel.ID] = rel
+		} else {
+			d.rels[rel.ID] = rel
+		}
+		if d.tx == nil || d.tx.skip {
 			return nil
 		}
-		d.rels[rel.ID] = rel
-		return nil
+		return d.mark(emit, Mark{Op: OpRelation, Relation: rel})
 	case *pgoutput.TypeMessage:
 		name := m.Name
 		if m.Namespace != "pg_catalog" && m.Namespace != "" {
@@ -306,8 +347,17 @@ func (d *Decoder) apply(ctx context.Context, m pgoutput.Message, emit Emit) erro
 		}
 		return nil
 	case *pgoutput.LogicalMessage:
-		if m.Transactional || d.tx != nil || d.inStream {
-			return nil // transactional messages are not delivered
+		if d.tx != nil {
+			// In the transaction's order (also a non-transactional
+			// message that came in a stream block, where it has a place
+			// in the transaction's stream).
+			if d.tx.skip {
+				return nil
+			}
+			return d.mark(emit, Mark{Op: OpMessage, Prefix: m.Prefix, Content: bytes.Clone(m.Content), LSN: m.LSN, Transactional: m.Transactional})
+		}
+		if m.Transactional || d.inStream {
+			return nil // not possible outside a transaction
 		}
 		// A non-transactional message (such as walex's heartbeat) is a
 		// point in the stream that can be acknowledged once everything
@@ -395,6 +445,26 @@ func (d *Decoder) change(emit Emit, relID uint32, fill func(*Relation, *Change) 
 	return d.batchDone(emit)
 }
 
+// mark adds a message or relation mark to the open transaction, at its
+// place among the row changes.
+func (d *Decoder) mark(emit Emit, m Mark) error {
+	if d.tx.par != nil {
+		return d.tx.par.addMark(m)
+	}
+	return d.appendMark(emit, m)
+}
+
+func (d *Decoder) appendMark(emit Emit, m Mark) error {
+	b := d.tx.batch
+	m.At = len(b.Changes)
+	b.Marks = append(b.Marks, m)
+	if m.Op != OpMessage {
+		return nil // at most one per table and connection, or per change of its definition
+	}
+	d.tx.msgs++
+	return d.batchDone(emit)
+}
+
 // appendChange adds a decoded change to the open transaction's batch.
 func (d *Decoder) appendChange(emit Emit, c Change) error {
 	d.tx.batch.Changes = append(d.tx.batch.Changes, c)
@@ -406,11 +476,11 @@ func (d *Decoder) appendChange(emit Emit, c Change) error {
 func (d *Decoder) batchDone(emit Emit) error {
 	tx := d.tx
 	b := tx.batch
-	if len(b.Changes) >= d.opts.MaxBatchEvents {
+	if len(b.Changes)+tx.msgs >= d.opts.MaxBatchEvents {
 		// A transaction that filled a chunk is likely to fill the next.
 		next := &Batch{XID: b.XID, CommitLSN: b.CommitLSN, CommitTime: b.CommitTime, Origin: b.Origin, Seq: b.Seq + 1, Streamed: b.Streamed,
 			Changes: make([]Change, 0, d.opts.MaxBatchEvents)}
-		tx.batch = next
+		tx.batch, tx.msgs = next, 0
 		// The commit LSN of a streamed transaction is known only at its
 		// commit; v1 transactions know it from Begin. Either way it is set
 		// here.

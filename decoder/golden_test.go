@@ -395,9 +395,14 @@ func joinChunks(t *testing.T, bs []*Batch) []*Batch {
 		if cur == nil {
 			c := *b
 			c.Changes = slices.Clone(b.Changes)
+			c.Marks = slices.Clone(b.Marks)
 			c.Seq = 0
 			cur = &c
 		} else {
+			for _, m := range b.Marks {
+				m.At += len(cur.Changes)
+				cur.Marks = append(cur.Marks, m)
+			}
 			cur.Changes = append(cur.Changes, b.Changes...)
 			cur.EndLSN, cur.Final = b.EndLSN, b.Final
 		}
@@ -448,7 +453,31 @@ func renderGolden(r *recorded, bs []*Batch, errs map[int]error) string {
 		if bt.Origin != "" {
 			fmt.Fprintf(&b, " origin=%q", bt.Origin)
 		}
-		fmt.Fprintf(&b, " changes=%d\n", len(bt.Changes))
+		fmt.Fprintf(&b, " changes=%d", len(bt.Changes))
+		if len(bt.Marks) > 0 {
+			fmt.Fprintf(&b, " marks=%d", len(bt.Marks))
+		}
+		b.WriteString("\n")
+		marks := bt.Marks
+		renderMarks := func(cb *strings.Builder, upTo int) {
+			for len(marks) > 0 && marks[0].At <= upTo {
+				m := &marks[0]
+				marks = marks[1:]
+				if m.Op == OpMessage {
+					fmt.Fprintf(cb, "  [@%d] message prefix=%q transactional=%t content=%q\n", m.At, m.Prefix, m.Transactional, m.Content)
+					continue
+				}
+				if !shown[m.Relation] {
+					shown[m.Relation] = true
+					id, ok := rels[m.Relation.ID]
+					if !ok {
+						id = len(rels) + 1
+						rels[m.Relation.ID] = id
+					}
+					renderRelation(cb, m.Relation, id)
+				}
+			}
+		}
 		changes := bt.Changes
 		const head, tail = 10, 10
 		elide := len(changes) > 3*(head+tail)/2
@@ -462,6 +491,7 @@ func renderGolden(r *recorded, bs []*Batch, errs map[int]error) string {
 		for ci := range changes {
 			c := &changes[ci]
 			var cb strings.Builder
+			renderMarks(&cb, ci)
 			if c.Relation != nil && !shown[c.Relation] {
 				shown[c.Relation] = true
 				id, ok := rels[c.Relation.ID]
@@ -486,6 +516,7 @@ func renderGolden(r *recorded, bs []*Batch, errs map[int]error) string {
 				hiddenN++
 			}
 		}
+		renderMarks(&b, len(changes))
 	}
 	return b.String()
 }

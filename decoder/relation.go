@@ -121,9 +121,14 @@ func (r *rows) fill(ctx context.Context, m pgoutput.Message, rel *Relation, c *C
 		}
 		if m.OldKind != 0 {
 			c.OldKind = m.OldKind
-			c.Old, err = r.tuple(ctx, rel, m.Old, m.OldKind == 'K')
+			if c.Old, err = r.tuple(ctx, rel, m.Old, m.OldKind == 'K'); err != nil {
+				return err
+			}
 		}
-		return err
+		if m.OldKind == 'O' {
+			completeRow(c.New, c.Old, m.New)
+		}
+		return nil
 	case *pgoutput.DeleteMessage:
 		c.Op = OpDelete
 		c.OldKind = m.OldKind
@@ -131,6 +136,24 @@ func (r *rows) fill(ctx context.Context, m pgoutput.Message, rel *Relation, c *C
 		return err
 	}
 	return fmt.Errorf("decoder: %T is not a row change", m)
+}
+
+// completeRow fills the unchanged TOASTed values of an update's new row
+// from its old row, which REPLICA IDENTITY FULL sends whole: the new row is
+// then complete. The values are the same, so they are never a change.
+func completeRow(new, old map[string]any, cols []pgoutput.Column) {
+	for _, col := range cols {
+		if col.Kind == pgoutput.ColUnchanged {
+			for k, v := range new {
+				if v == pgvalue.Unchanged {
+					if ov, ok := old[k]; ok && ov != pgvalue.Unchanged {
+						new[k] = ov
+					}
+				}
+			}
+			return
+		}
+	}
 }
 
 // tuple turns tuple columns into a record map, with the values of

@@ -47,12 +47,13 @@ type replayJob struct {
 }
 
 // replayItem is one row change: a message in buf to decode, or (end < 0)
-// a change that needs no decoding (a truncate).
+// a change that needs no decoding (a truncate), or (mark set) a mark.
 type replayItem struct {
 	off, end int
 	rel      *Relation
 	idx      int
 	pre      Change
+	mark     *Mark
 }
 
 // replayer runs one parallel replay.
@@ -85,7 +86,7 @@ func (r *replayer) work(ctx context.Context, rs rows) {
 	for j := range r.jobs {
 		for _, it := range j.items {
 			if it.end < 0 {
-				j.out = append(j.out, it.pre)
+				j.out = append(j.out, it.pre) // a placeholder for a mark too
 				continue
 			}
 			m, err := p.Parse(j.buf[it.off:it.end], true)
@@ -109,6 +110,13 @@ func (r *replayer) add(msg []byte, rel *Relation, idx int) error {
 	off := len(j.buf)
 	j.buf = append(j.buf, msg...)
 	j.items = append(j.items, replayItem{off: off, end: len(j.buf), rel: rel, idx: idx})
+	return r.maybeSubmit()
+}
+
+// addMark queues a mark.
+func (r *replayer) addMark(m Mark) error {
+	j := r.job()
+	j.items = append(j.items, replayItem{end: -1, mark: &m})
 	return r.maybeSubmit()
 }
 
@@ -168,7 +176,13 @@ func (r *replayer) emitOldest() error {
 		return j.err
 	}
 	for i := range j.out {
-		if err := r.d.appendChange(r.emit, j.out[i]); err != nil {
+		var err error
+		if m := j.items[i].mark; m != nil {
+			err = r.d.appendMark(r.emit, *m)
+		} else {
+			err = r.d.appendChange(r.emit, j.out[i])
+		}
+		if err != nil {
 			return err
 		}
 	}

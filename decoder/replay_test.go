@@ -41,7 +41,11 @@ func parallelStream(n int) [][]byte {
 			}
 			msgs = append(msgs, insertMsg(true, other, 2, id), streamStop(), streamStart(xid, false))
 		case i%501 == 0:
-			msgs = append(msgs, insertMsg(true, sub, 1, id, "rolled back", "{}")) // in the aborted subtransaction
+			msgs = append(msgs, insertMsg(true, sub, 1, id, "rolled back", "{}"), // in the aborted subtransaction
+				msg(pgoutput.MsgMessage).XID(true, sub).U8(1).U64(uint64(i)).Str("app").U32(2).Raw([]byte("rb")).Bytes())
+		case i%301 == 0:
+			// A transactional message, among the rows.
+			msgs = append(msgs, msg(pgoutput.MsgMessage).XID(true, xid).U8(1).U64(uint64(i)).Str("app").U32(uint32(len(id))).Raw([]byte(id)).Bytes())
 		case i%7 == 0:
 			msgs = append(msgs, insertMsg(true, xid, 2, id))
 		case i%11 == 0:
@@ -124,10 +128,40 @@ func TestParallelReplay(t *testing.T) {
 			t.Fatalf("change %d:\nserial   %+v\nparallel %+v", i, sv[i], pv[i])
 		}
 	}
+	marks := 0
 	for i := range serial {
 		if len(serial[i].Changes) != len(parallel[i].Changes) || serial[i].Final != parallel[i].Final || serial[i].EndLSN != parallel[i].EndLSN {
 			t.Fatalf("batch %d differs: serial %d changes final %v, parallel %d changes final %v", i, len(serial[i].Changes), serial[i].Final, len(parallel[i].Changes), parallel[i].Final)
 		}
+		sm, pm := serial[i].Marks, parallel[i].Marks
+		if len(sm) != len(pm) {
+			t.Fatalf("batch %d: serial %d marks, parallel %d", i, len(sm), len(pm))
+		}
+		for k := range sm {
+			if sm[k].At != pm[k].At || sm[k].Op != pm[k].Op || sm[k].Prefix != pm[k].Prefix || !bytes.Equal(sm[k].Content, pm[k].Content) {
+				t.Fatalf("batch %d mark %d: serial %+v, parallel %+v", i, k, sm[k], pm[k])
+			}
+			if sm[k].Op == OpMessage {
+				marks++
+				if string(sm[k].Content) == "rb" {
+					t.Fatalf("the message of a rolled-back subtransaction was emitted")
+				}
+				// A message's place: just before the row written after it.
+				if at := sm[k].At; at < len(serial[i].Changes) {
+					next := serial[i].Changes[at]
+					row := next.New
+					if row == nil {
+						row = next.Old
+					}
+					if got := fmt.Sprint(row["id"]); got != string(sm[k].Content) {
+						t.Fatalf("batch %d: message %q is followed by row %s", i, sm[k].Content, got)
+					}
+				}
+			}
+		}
+	}
+	if marks < 20 {
+		t.Fatalf("%d transactional messages emitted, want at least 20", marks)
 	}
 	// The stream exercised what it means to: the new column, truncates,
 	// converted values, skipped and rolled-back rows.
