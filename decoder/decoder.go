@@ -110,7 +110,7 @@ type Batch struct {
 	// order, each placed among Changes by its At.
 	Marks []Mark
 	Seq   int
-	Final      bool
+	Final bool
 	// Streamed tells that the transaction came in stream blocks (protocol
 	// version 2 and later) and was assembled at its Stream Commit.
 	Streamed bool
