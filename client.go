@@ -30,6 +30,7 @@ type Client struct {
 	snapLoaded bool               // the durable snapshot progress was read
 	stats      stats
 	snaps      snapshots
+	flow       *flow // the dispatch's state (dispatcher goroutine)
 }
 
 // New validates cfg and returns a Client. It does no I/O.
@@ -39,6 +40,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: v}
+	c.flow = newFlow(c)
 	c.setSubs(v.subs)
 	c.snaps.init()
 	return c, nil

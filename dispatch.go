@@ -2,41 +2,183 @@ package walex
 
 import (
 	"context"
+	"maps"
+	"time"
 
 	"github.com/walex-go/walex/decoder"
+	"github.com/walex-go/walex/internal/kit"
 	"github.com/walex-go/walex/internal/logkey"
 )
 
-// dispatch calls the handlers for one batch, in registration order.
-func (c *Client) dispatch(ctx context.Context, cfg *validated, b *decoder.Batch) error {
-	if len(b.Changes) == 0 {
+// flow is what the dispatch of one stream keeps from batch to batch: the
+// tables' descriptions, to tell schema changes, and the positions of the
+// transactional handlers. Run keeps one per Client (the descriptions
+// outlive a connection; the positions are loaded again on each); the test
+// kit makes its own. Only the dispatch goroutine uses it.
+type flow struct {
+	c  *Client
+	db string
+	// shapes are the descriptions as of the last acknowledged
+	// transaction; seen adds those of the transaction being dispatched.
+	shapes, seen map[uint32]*decoder.Relation
+	// positions are the transactional handlers' stored positions, loaded
+	// on first use in a connection.
+	positions map[*registration]storedPos
+	observe   func(kit.Call) // nil but in the test kit
+}
+
+func newFlow(c *Client) *flow {
+	f := &flow{c: c, shapes: map[uint32]*decoder.Relation{}}
+	f.reconnect()
+	return f
+}
+
+// reconnect starts a new connection's dispatch: what the last one saw of
+// an unacknowledged transaction comes again.
+func (f *flow) reconnect() {
+	f.seen = maps.Clone(f.shapes)
+	f.positions = map[*registration]storedPos{}
+}
+
+// acked records that the dispatch of a transaction finished.
+func (f *flow) acked() {
+	if len(f.seen) != len(f.shapes) || !maps.Equal(f.seen, f.shapes) {
+		f.shapes = maps.Clone(f.seen)
+	}
+}
+
+// dispatch calls the handlers for one batch: event handlers in
+// registration order, and, at each mark of the batch that has handlers
+// (a message, a schema change), the handlers of the events before it,
+// then its own.
+func (c *Client) dispatch(ctx context.Context, cfg *validated, f *flow, b *decoder.Batch) error {
+	if b.Message != "" {
+		if isReserved(b.Message) {
+			return nil
+		}
+		return c.dispatchMessage(ctx, cfg, f, Message{Prefix: b.Message, Content: b.Content, LSN: b.EndLSN, CommitLSN: b.EndLSN, Timestamp: time.Now()})
+	}
+	if len(b.Changes) == 0 && len(b.Marks) == 0 {
 		return nil
 	}
 	events := make([]Event, 0, len(b.Changes))
 	full := make([]bool, 0, len(b.Changes))
-	for i := range b.Changes {
+	marks := b.Marks
+	start := 0 // the events not dispatched yet
+	for i := 0; ; i++ {
+		for len(marks) > 0 && marks[0].At <= i {
+			m := &marks[0]
+			marks = marks[1:]
+			run, err := c.markCall(f, b, m)
+			if err != nil || run == nil {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if err := c.dispatchEvents(ctx, cfg, f, events[start:], full[start:]); err != nil {
+				return err
+			}
+			start = len(events)
+			if err := run(ctx, cfg); err != nil {
+				return err
+			}
+		}
+		if i == len(b.Changes) {
+			break
+		}
 		ch := &b.Changes[i]
 		if !c.isSubscribed(ch.Relation.Schema, ch.Relation.Name) {
 			continue
 		}
-		events = append(events, newEvent(b, ch, cfg.conn.Database))
+		events = append(events, newEvent(b, ch, f.db))
 		full = append(full, ch.Relation.HasOldValues())
 	}
-	return c.dispatchEvents(ctx, cfg, events, full)
+	return c.dispatchEvents(ctx, cfg, f, events[start:], full[start:])
 }
 
-// dispatchEvents calls the handlers for the events of one batch (full
+// markCall returns what a mark calls, or nil when no handler wants it.
+func (c *Client) markCall(f *flow, b *decoder.Batch, m *decoder.Mark) (func(context.Context, *validated) error, error) {
+	msgs, schemas := c.reg.marks()
+	switch m.Op {
+	case decoder.OpMessage:
+		if isReserved(m.Prefix) || len(msgs) == 0 {
+			return nil, nil
+		}
+		msg := Message{Prefix: m.Prefix, Content: m.Content, Transactional: m.Transactional, LSN: m.LSN, CommitLSN: b.CommitLSN, XID: b.XID, Timestamp: b.CommitTime}
+		return func(ctx context.Context, cfg *validated) error { return c.dispatchMessage(ctx, cfg, f, msg) }, nil
+	case decoder.OpRelation:
+		rel := m.Relation
+		prev := f.seen[rel.ID]
+		f.seen[rel.ID] = rel
+		if prev == nil || sameShape(prev, rel) || !c.isSubscribed(rel.Schema, rel.Name) {
+			return nil, nil
+		}
+		before, after := columnsOf(prev), columnsOf(rel)
+		sc := SchemaChange{Schema: rel.Schema, Table: rel.Name, Before: before, After: after, Changes: diffColumns(before, after),
+			CommitLSN: b.CommitLSN, XID: b.XID, Timestamp: b.CommitTime}
+		if m.At < len(b.Changes) {
+			sc.Index = b.Changes[m.At].Index
+		}
+		c.logger().Info("walex: a subscribed table changed shape", logkey.Table, tableName{rel.Schema, rel.Name}.String(), logkey.EventID, sc.CommitLSN.String())
+		if len(schemas) == 0 {
+			return nil, nil
+		}
+		return func(ctx context.Context, cfg *validated) error {
+			for _, r := range schemas {
+				if !r.wants(sc.Schema, sc.Table) {
+					continue
+				}
+				err := c.retry(ctx, cfg.RetryPolicy, f, r.String(), tableName{sc.Schema, sc.Table}.String(), sc.String(), sc,
+					func() error { return safeCall(func() error { return r.handler(ctx, sc) }) })
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil
+	}
+	return nil, nil
+}
+
+// dispatchMessage calls the message handlers that want m.
+func (c *Client) dispatchMessage(ctx context.Context, cfg *validated, f *flow, m Message) error {
+	msgs, _ := c.reg.marks()
+	for _, r := range msgs {
+		if !r.wants(m.Prefix) {
+			continue
+		}
+		err := c.retry(ctx, cfg.RetryPolicy, f, r.String(), "", m.String(), m,
+			func() error { return safeCall(func() error { return r.handler(ctx, m) }) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dispatchEvents calls the event handlers for events of one batch (full
 // tells, per event, whether its table's updates carry the whole old row).
-func (c *Client) dispatchEvents(ctx context.Context, cfg *validated, events []Event, full []bool) error {
+func (c *Client) dispatchEvents(ctx context.Context, cfg *validated, f *flow, events []Event, full []bool) error {
 	if len(events) == 0 {
 		return nil
 	}
 	c.stats.events.Add(uint64(len(events)))
 	regs, mw := c.reg.snapshot()
 	for _, r := range regs {
+		var done *Position // a transactional handler's stored position
+		if r.cp != nil {
+			pos, ok, err := f.position(ctx, cfg, r)
+			if err != nil {
+				return err
+			}
+			if ok {
+				done = &pos
+			}
+		}
 		sel := events
-		if !r.all || r.types != nil || !r.filters.empty() {
-			sel = r.selectEvents(events, full)
+		if !r.all || r.types != nil || !r.filters.empty() || done != nil {
+			sel = r.selectEvents(events, full, done)
 		}
 		if len(sel) == 0 {
 			continue
@@ -45,7 +187,13 @@ func (c *Client) dispatchEvents(ctx context.Context, cfg *validated, events []Ev
 		if !r.all {
 			table = r.table.String()
 		}
-		if err := c.dispatchCall(ctx, cfg.RetryPolicy, r, mw, table, sel); err != nil {
+		inner := r.handler
+		if r.cp != nil {
+			inner = r.txHandler(f, cfg)
+		}
+		err := c.retry(ctx, cfg.RetryPolicy, f, r.String(), table, sel[0].ID(), sel,
+			func() error { return r.call(ctx, mw, inner, sel) })
+		if err != nil {
 			return err
 		}
 	}
@@ -54,10 +202,14 @@ func (c *Client) dispatchEvents(ctx context.Context, cfg *validated, events []Ev
 
 // selectEvents returns the events r takes: events itself when it takes
 // them all (the common case, which then costs no copy), else a new slice.
-func (r *registration) selectEvents(events []Event, full []bool) []Event {
+// Events at or before done (when set) are not taken.
+func (r *registration) selectEvents(events []Event, full []bool, done *Position) []Event {
 	takes := func(i int) bool {
 		e := &events[i]
 		if !r.all && (e.Source.Schema != r.table.Schema || e.Source.Table != r.table.Table) {
+			return false
+		}
+		if done != nil && !PositionOf(*e).After(*done) {
 			return false
 		}
 		return r.wants(e.Type) && r.filters.keep(e, full[i])
@@ -78,11 +230,18 @@ func (r *registration) selectEvents(events []Event, full []bool) []Event {
 	return events
 }
 
-// dispatchCall calls a registration with retries; it returns a
-// *HandlerError once the retry policy is exhausted, or ctx's error.
-func (c *Client) dispatchCall(ctx context.Context, policy RetryPolicy, r *registration, mw []func(Handler) Handler, table string, events []Event) error {
+// retry calls fn with retries under policy; it returns a *HandlerError
+// once the policy is exhausted, or ctx's error. handler, table and id
+// describe the call for logs and errors; arg is what the handler got.
+func (c *Client) retry(ctx context.Context, policy RetryPolicy, f *flow, handler, table, id string, arg any, fn func() error) error {
 	for attempt := 1; ; attempt++ {
-		err := r.call(ctx, mw, events)
+		if err := ctx.Err(); err != nil {
+			return err // the session ended: no handler starts
+		}
+		err := fn()
+		if f.observe != nil {
+			f.observe(kit.Call{Handler: handler, Table: table, Attempt: attempt, Arg: arg, Err: err})
+		}
 		if err == nil {
 			return nil
 		}
@@ -91,10 +250,10 @@ func (c *Client) dispatchCall(ctx context.Context, policy RetryPolicy, r *regist
 		}
 		c.stats.retries.Add(1)
 		if policy.MaxAttempts > 0 && attempt >= policy.MaxAttempts {
-			return &HandlerError{Table: table, Handler: r.String(), EventID: events[0].ID(), Attempts: attempt, Err: err}
+			return &HandlerError{Table: table, Handler: handler, EventID: id, Attempts: attempt, Err: err}
 		}
 		d := policy.delay(attempt)
-		c.logger().Warn("walex: handler failed; retrying", logkey.Handler, r.String(), logkey.Table, table, logkey.EventID, events[0].ID(), logkey.Attempt, attempt, logkey.Delay, d, logkey.Err, err)
+		c.logger().Warn("walex: handler failed; retrying", logkey.Handler, handler, logkey.Table, table, logkey.EventID, id, logkey.Attempt, attempt, logkey.Delay, d, logkey.Err, err)
 		if !sleepCtx(ctx, d) {
 			return ctx.Err()
 		}

@@ -21,7 +21,7 @@ func TestSelectEvents(t *testing.T) {
 
 	// A registration that takes every event gets the batch's slice itself.
 	every := &registration{all: true, types: []EventType{Insert, Update}}
-	if sel := every.selectEvents(events, full); &sel[0] != &events[0] || len(sel) != len(events) {
+	if sel := every.selectEvents(events, full, nil); &sel[0] != &events[0] || len(sel) != len(events) {
 		t.Errorf("taking every event copied the slice: %v", indexes(sel))
 	}
 
@@ -39,7 +39,7 @@ func TestSelectEvents(t *testing.T) {
 	events[1].NewRecord = map[string]any{"k": 1}
 	cases[4].want = []int{0, 2, 3}
 	for _, c := range cases {
-		sel := c.r.selectEvents(events, full)
+		sel := c.r.selectEvents(events, full, nil)
 		if got := indexes(sel); !slices.Equal(got, c.want) {
 			t.Errorf("%s: selected %v, want %v", c.name, got, c.want)
 		}

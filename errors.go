@@ -63,15 +63,18 @@ func permanentf(format string, args ...any) error {
 // functions) kept failing after every retry. Nothing from its
 // transaction on was acknowledged.
 type HandlerError struct {
-	Table    string // schema.table, or "*" for an AllTables handler
+	Table    string // schema.table, or "*" for an AllTables handler; "" for a message handler
 	Handler  string // which registration: e.g. `OnInsert("public.users") #2 (main.saveUser)`
-	EventID  string // ID of the first event of the failed call
+	EventID  string // ID of the first event of the failed call (of a message or schema change handler: its String)
 	Attempts int
 	Err      error
 }
 
 // Error implements the error interface.
 func (e *HandlerError) Error() string {
+	if e.Table == "" { // a message handler
+		return fmt.Sprintf("walex: handler %s failed on %s after %d attempts: %v", e.Handler, e.EventID, e.Attempts, e.Err)
+	}
 	return fmt.Sprintf("walex: handler %s for table %s failed on event %s after %d attempts: %v", e.Handler, e.Table, e.EventID, e.Attempts, e.Err)
 }
 

@@ -44,6 +44,9 @@ type registration struct {
 	functions   []Function
 	concurrency int
 	name        string
+	// A transactional handler (OnTx): its checkpointer and handler.
+	cp  Checkpointer
+	txh TxHandler
 }
 
 func (r *registration) wants(t EventType) bool { return r.types == nil || slices.Contains(r.types, t) }
@@ -51,7 +54,9 @@ func (r *registration) wants(t EventType) bool { return r.types == nil || slices
 // String describes the value for logs.
 func (r *registration) String() string {
 	method := "OnEvent"
-	if len(r.types) == 1 {
+	if r.cp != nil {
+		method = "OnTx"
+	} else if len(r.types) == 1 {
 		method = map[EventType]string{Insert: "OnInsert", Update: "OnUpdate", Delete: "OnDelete", Truncate: "OnTruncate", Read: "OnRead"}[r.types[0]]
 	}
 	table := AllTables
@@ -63,9 +68,11 @@ func (r *registration) String() string {
 
 // registry holds registrations; safe for concurrent use.
 type registry struct {
-	mu   sync.RWMutex
-	regs []*registration
-	mw   []func(Handler) Handler
+	mu      sync.RWMutex
+	regs    []*registration
+	mw      []func(Handler) Handler
+	msgs    []*msgRegistration
+	schemas []*schemaRegistration
 }
 
 func (g *registry) add(method, table string, types []EventType, h Handler, opts []Option) {
@@ -116,6 +123,13 @@ func (g *registry) snapshot() ([]*registration, []func(Handler) Handler) {
 	return slices.Clip(g.regs), slices.Clip(g.mw)
 }
 
+// marks returns the message and schema change registrations as of now.
+func (g *registry) marks() ([]*msgRegistration, []*schemaRegistration) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return slices.Clip(g.msgs), slices.Clip(g.schemas)
+}
+
 func funcName(f any) string {
 	if fn := runtime.FuncForPC(reflect.ValueOf(f).Pointer()); fn != nil {
 		return fn.Name()
@@ -125,9 +139,9 @@ func funcName(f any) string {
 
 // call runs one handler call: middleware around the handler, then the
 // functions; panics become errors.
-func (r *registration) call(ctx context.Context, mw []func(Handler) Handler, events []Event) error {
+func (r *registration) call(ctx context.Context, mw []func(Handler) Handler, inner Handler, events []Event) error {
 	h := Handler(func(ctx context.Context, events []Event) error {
-		if err := r.handler(ctx, events); err != nil {
+		if err := inner(ctx, events); err != nil {
 			return err
 		}
 		return r.runFunctions(ctx, events)

@@ -95,6 +95,8 @@ func (s *session) run(parent context.Context) error {
 	s.c.stats.connected.Store(true)
 	defer s.c.stats.connected.Store(false)
 
+	s.c.flow.reconnect()
+	s.c.flow.db = s.cfg.conn.Database
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -201,7 +203,7 @@ func (s *session) dispatchLoop() {
 			return
 		case b := <-s.batches:
 			s.observe(b)
-			err := s.c.dispatch(s.ctx, s.cfg, b)
+			err := s.c.dispatch(s.ctx, s.cfg, s.c.flow, b)
 			var ch *chunk
 			if err == nil && b.Message == snapshotPrefix {
 				ch, err = s.deliverChunk(b)
@@ -220,6 +222,7 @@ func (s *session) dispatchLoop() {
 				if b.Message == "" {
 					s.c.stats.transactions.Add(1)
 				}
+				s.c.flow.acked()
 				s.ack(b.EndLSN)
 				s.acked.Store(uint64(b.EndLSN))
 			}

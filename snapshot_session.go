@@ -484,7 +484,7 @@ func (s *session) deliverChunk(b *decoder.Batch) (*chunk, error) {
 	full := make([]bool, min(len(events), s.cfg.MaxBatchEvents))
 	for i := 0; i < len(events); i += s.cfg.MaxBatchEvents {
 		part := events[i:min(i+s.cfg.MaxBatchEvents, len(events))]
-		if err := s.c.dispatchEvents(s.ctx, s.cfg, part, full[:len(part)]); err != nil {
+		if err := s.c.dispatchEvents(s.ctx, s.cfg, s.c.flow, part, full[:len(part)]); err != nil {
 			return nil, err
 		}
 	}

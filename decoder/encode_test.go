@@ -1,6 +1,6 @@
 package decoder
 
-import "github.com/walex-go/walex/decoder/internal/pgoutputtest"
+import "github.com/walex-go/walex/internal/pgoutputtest"
 
 // Short names for the message builders of pgoutputtest, which the tests
 // of this package use on almost every line.

@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/walex-go/walex/decoder/internal/pgoutputtest"
+	"github.com/walex-go/walex/internal/pgoutputtest"
 	"github.com/walex-go/walex/decoder/pgoutput"
 )
 

@@ -1,6 +1,7 @@
-// Package pgoutputtest builds pgoutput messages for the tests of the
-// decoder's packages: the wire parser, the value decoding and the
-// transaction assembly.
+// Package pgoutputtest builds pgoutput messages: for the tests of the
+// decoder's packages (the wire parser, the value decoding and the
+// transaction assembly), and for walextest, which feeds the transactions
+// it builds to the real decoder.
 package pgoutputtest
 
 import (
@@ -155,4 +156,13 @@ func StreamCommit(xid uint32, commit, end uint64) []byte {
 // StreamAbort builds a Stream Abort message of protocol versions 2 and 3.
 func StreamAbort(xid, sub uint32) []byte {
 	return Msg(pgoutput.MsgStreamAbort).U32(xid).U32(sub).Bytes()
+}
+
+// Message builds a logical decoding message (pg_logical_emit_message).
+func Message(in bool, xid uint32, transactional bool, lsn uint64, prefix string, content []byte) []byte {
+	var f byte
+	if transactional {
+		f = 1
+	}
+	return Msg(pgoutput.MsgMessage).XID(in, xid).U8(f).U64(lsn).Str(prefix).U32(uint32(len(content))).Raw(content).Bytes()
 }

@@ -1,0 +1,267 @@
+package walex_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	osexec "os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/walex-go/walex"
+)
+
+const (
+	txHelperEnv   = "WALEX_TX_HELPER" // the copy database's URL; the source's is in WALEX_FAULT_URL
+	copySetup     = `CREATE TABLE dst (id int PRIMARY KEY, val int NOT NULL, payload text); CREATE TABLE applied (event_id text NOT NULL);`
+	copySrcSetup  = `CREATE TABLE src (id int PRIMARY KEY, val int NOT NULL, payload text); ALTER TABLE src ALTER COLUMN payload SET STORAGE EXTERNAL; CREATE PUBLICATION pub FOR TABLE src;`
+	copyBatchSize = 20 // MaxBatchEvents of the consumer: transactions come in chunks
+)
+
+// applyCopy applies events of table src to table dst, journalling each
+// event's ID in table applied; a statement that does not change exactly
+// one row is an error.
+func applyCopy(ctx context.Context, tx pgx.Tx, events []walex.Event) error {
+	var b pgx.Batch
+	for _, e := range events {
+		n, o := e.NewRecord, e.OldRecord
+		switch e.Type {
+		case walex.Insert:
+			b.Queue(`INSERT INTO dst VALUES ($1, $2, $3)`, n["id"], n["val"], n["payload"])
+		case walex.Update:
+			key := n["id"]
+			if o != nil {
+				key = o["id"]
+			}
+			if n["payload"] == walex.Unchanged {
+				b.Queue(`UPDATE dst SET id = $1, val = $2 WHERE id = $3`, n["id"], n["val"], key)
+			} else {
+				b.Queue(`UPDATE dst SET id = $1, val = $2, payload = $3 WHERE id = $4`, n["id"], n["val"], n["payload"], key)
+			}
+		case walex.Delete:
+			b.Queue(`DELETE FROM dst WHERE id = $1`, o["id"])
+		default:
+			return fmt.Errorf("unexpected %s", e)
+		}
+		b.Queue(`INSERT INTO applied VALUES ($1)`, e.ID())
+	}
+	res := tx.SendBatch(ctx, &b)
+	defer res.Close()
+	for i := 0; i < b.Len(); i++ {
+		tag, err := res.Exec()
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("%s changed %d rows of dst", events[i/2], tag.RowsAffected())
+		}
+	}
+	return res.Close()
+}
+
+// TestHelperTxConsumer is the consuming process of
+// TestExactlyOnceConsumerKilled; it does nothing unless WALEX_TX_HELPER is
+// set. It copies table src into table dst of another database with OnTx.
+func TestHelperTxConsumer(t *testing.T) {
+	copyURL := os.Getenv(txHelperEnv)
+	if copyURL == "" {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	pool, err := pgxpool.New(ctx, copyURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	cp, err := walex.NewPostgresCheckpointer(pool, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := walex.New(walex.Config{URL: os.Getenv(helperURLEnv), Name: "copy", Publication: "pub", Subscriptions: []string{"src"},
+		DurableSlot: true, MaxBatchEvents: copyBatchSize, StatusInterval: 50 * time.Millisecond,
+		RetryPolicy: walex.RetryPolicy{MaxAttempts: 3, InitialDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
+		Logger:      slog.New(slog.NewTextHandler(os.Stdout, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.OnTx("src", cp, applyCopy, walex.WithName("copy"))
+	if err := c.Run(ctx); err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+}
+
+// copyWriter changes table src until stop is closed, in transactions of
+// 1 to 40 single-row statements (some rolled back): inserts, updates of a
+// TOASTed value and of another column only (the TOASTed value then
+// arrives Unchanged), key changes and deletes. It returns the number of
+// committed statements: each is one event.
+func copyWriter(ctx context.Context, url string, stop <-chan struct{}) (int, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	rng := rand.New(rand.NewPCG(7, 11))
+	var ids []int
+	next, events := 1, 0
+	payload := func() string {
+		var b strings.Builder
+		for b.Len() < 4000 {
+			fmt.Fprintf(&b, "%016x", rng.Uint64())
+		}
+		return b.String()
+	}
+	for {
+		select {
+		case <-stop:
+			return events, nil
+		default:
+		}
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return events, err
+		}
+		n := 1 + rng.IntN(40)
+		txIDs := append([]int(nil), ids...)
+		txNext := next
+		for range n {
+			var err error
+			switch op := rng.IntN(10); {
+			case op < 4 || len(txIDs) < 10:
+				_, err = tx.Exec(ctx, `INSERT INTO src VALUES ($1, $2, $3)`, txNext, rng.IntN(1000), payload())
+				txIDs = append(txIDs, txNext)
+				txNext++
+			case op < 6:
+				_, err = tx.Exec(ctx, `UPDATE src SET val = val + 1 WHERE id = $1`, txIDs[rng.IntN(len(txIDs))])
+			case op < 7:
+				_, err = tx.Exec(ctx, `UPDATE src SET payload = $2 WHERE id = $1`, txIDs[rng.IntN(len(txIDs))], payload())
+			case op < 8:
+				i := rng.IntN(len(txIDs))
+				_, err = tx.Exec(ctx, `UPDATE src SET id = $2 WHERE id = $1`, txIDs[i], txNext)
+				txIDs[i] = txNext
+				txNext++
+			default:
+				i := rng.IntN(len(txIDs))
+				_, err = tx.Exec(ctx, `DELETE FROM src WHERE id = $1`, txIDs[i])
+				txIDs = append(txIDs[:i], txIDs[i+1:]...)
+			}
+			if err != nil {
+				_ = tx.Rollback(ctx)
+				return events, err
+			}
+		}
+		if rng.IntN(10) == 0 {
+			if err := tx.Rollback(ctx); err != nil {
+				return events, err
+			}
+			continue
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return events, err
+		}
+		ids, next = txIDs, txNext
+		events += n
+		time.Sleep(time.Duration(30+rng.IntN(50)) * time.Millisecond)
+	}
+}
+
+// TestExactlyOnceConsumerKilled: a consumer that copies a table's changes
+// into another database with OnTx and a PostgresCheckpointer is SIGKILLed
+// at 20 random points while the table changes; in the end the copy equals
+// the table, and every event was applied exactly once.
+func TestExactlyOnceConsumerKilled(t *testing.T) {
+	srcURL := testDB(t, copySrcSetup)
+	copyURL := testDB(t, copySetup)
+	start := func(n int) (*osexec.Cmd, *logs) {
+		cmd := osexec.Command(os.Args[0], "-test.run=^TestHelperTxConsumer$", "-test.count=1", "-test.v", "-test.timeout=5m")
+		cmd.Env = append(os.Environ(), txHelperEnv+"="+copyURL, helperURLEnv+"="+srcURL)
+		out := &logs{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("consumer %d output (tail):\n%s", n, tail(out.String(), 20))
+			}
+		})
+		return cmd, out
+	}
+	stopWriter := make(chan struct{})
+	type result struct {
+		events int
+		err    error
+	}
+	written := make(chan result, 1)
+	writing := func() {
+		go func() {
+			n, err := copyWriter(context.Background(), srcURL, stopWriter)
+			written <- result{n, err}
+		}()
+	}
+	applied := func() int {
+		return int(queryRow(t, copyURL, `SELECT count(*) AS n FROM applied`)["n"].(int64))
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	const kills = 20
+	for n := 1; n <= kills; n++ {
+		cmd, out := start(n)
+		before := applied()
+		if n == 1 {
+			waitStreaming(t, srcURL, "copy") // the slot exists: it has every change from here on
+			writing()
+		}
+		// Kill it at a random point once it is applying: some kills land
+		// inside a handler's transaction, some between two.
+		waitFor(t, time.Minute, fmt.Sprintf("consumer %d to apply events", n), func() (bool, error) {
+			if strings.Contains(out.String(), "--- FAIL") {
+				return false, fmt.Errorf("consumer %d failed", n)
+			}
+			return applied() > before, nil
+		})
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+	}
+	close(stopWriter)
+	w := <-written
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	_, out := start(kills + 1)
+	waitFor(t, 2*time.Minute, fmt.Sprintf("all %d events applied", w.events), func() (bool, error) {
+		if strings.Contains(out.String(), "--- FAIL") {
+			return false, fmt.Errorf("the last consumer failed")
+		}
+		return applied() >= w.events, nil
+	})
+	time.Sleep(300 * time.Millisecond) // anything more would be a duplicate: let it land
+	dups := queryRow(t, copyURL, `SELECT count(*) AS n, coalesce(string_agg(event_id, ' '), '') AS ids FROM (SELECT event_id FROM applied GROUP BY event_id HAVING count(*) > 1) d`)
+	if dups["n"].(int64) != 0 {
+		t.Fatalf("%d events applied more than once: %s", dups["n"], dups["ids"])
+	}
+	if got := applied(); got != w.events {
+		t.Fatalf("%d events applied, the writer committed %d", got, w.events)
+	}
+	const rows = `SELECT coalesce(string_agg(id || ':' || val || ':' || md5(coalesce(payload, '')), ',' ORDER BY id), '') AS s FROM `
+	src, dst := queryRow(t, srcURL, rows+"src")["s"].(string), queryRow(t, copyURL, rows+"dst")["s"].(string)
+	if src != dst {
+		t.Fatalf("the copy differs from the source (%d and %d bytes)", len(src), len(dst))
+	}
+	if w.events < 2000 {
+		t.Errorf("only %d events were written: the test did not exercise much", w.events)
+	}
+	t.Logf("%d events in %d kills, applied exactly once", w.events, kills)
+}
