@@ -99,7 +99,9 @@ func (c *Client) OnTx(table string, cp Checkpointer, h TxHandler, opts ...Option
 		}
 	}))
 	// The Handler is never called: txHandler replaces it per call.
-	c.register("OnTx", table, nil, func(context.Context, []Event) error { return errors.New("walex: OnTx handler called without its transaction") }, opts)
+	c.register("OnTx", table, nil, func(context.Context, []Event) error {
+		return errors.New("walex: OnTx handler called without its transaction")
+	}, opts)
 }
 
 // checkpointKey is the key of r's position.

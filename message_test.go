@@ -174,11 +174,15 @@ func TestOnMessagePanics(t *testing.T) {
 	}
 	h := func(context.Context, walex.Message) error { return nil }
 	for name, f := range map[string]func(){
-		"reserved":  func() { c.OnMessage("walex_heartbeat", h) },
-		"empty":     func() { c.OnMessage("", h) },
-		"nil":       func() { c.OnMessage("app", nil) },
-		"functions": func() { c.OnMessage("app", h, walex.WithFunctions(func(context.Context, walex.Event) error { return nil })) },
-		"filters":   func() { c.OnSchemaChange("t", func(context.Context, walex.SchemaChange) error { return nil }, walex.WithFilters(walex.Filters{UnwatchedFields: []string{"a"}})) },
+		"reserved": func() { c.OnMessage("walex_heartbeat", h) },
+		"empty":    func() { c.OnMessage("", h) },
+		"nil":      func() { c.OnMessage("app", nil) },
+		"functions": func() {
+			c.OnMessage("app", h, walex.WithFunctions(func(context.Context, walex.Event) error { return nil }))
+		},
+		"filters": func() {
+			c.OnSchemaChange("t", func(context.Context, walex.SchemaChange) error { return nil }, walex.WithFilters(walex.Filters{UnwatchedFields: []string{"a"}}))
+		},
 	} {
 		func() {
 			defer func() {

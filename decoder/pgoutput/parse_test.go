@@ -5,8 +5,8 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/walex-go/walex/internal/pgoutputtest"
 	"github.com/walex-go/walex/decoder/pgoutput"
+	"github.com/walex-go/walex/internal/pgoutputtest"
 )
 
 var (
