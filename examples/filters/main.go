@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -36,6 +37,30 @@ func main() {
 	demo.Main("filters", setup, teardown, run)
 }
 
+// register registers the example's handler on client: it prints each
+// event that passes the filters to out and calls delivered.
+func register(client *walex.Client, out io.Writer, delivered func()) {
+	client.OnEvent("walex_filters_users", func(ctx context.Context, events []walex.Event) error {
+		for _, e := range events {
+			rec := e.NewRecord
+			if rec == nil {
+				rec = e.OldRecord
+			}
+			var cols []string
+			for c := range e.Changes {
+				cols = append(cols, c)
+			}
+			slices.Sort(cols)
+			fmt.Fprintf(out, "event %s: %s id=%v changes=%v\n", e.ID(), e.Type, rec["id"], cols)
+			delivered()
+		}
+		return nil
+	}, walex.WithFilters(walex.Filters{
+		UnwatchedRecords: map[string]any{"event_subscribe": false},
+		UnwatchedFields:  []string{"login_count", "updated_at"},
+	}))
+}
+
 func run(ctx context.Context, env demo.Env) error {
 	client, err := walex.New(walex.Config{
 		URL: env.URL, Name: "filters", Publication: "walex_filters", Subscriptions: []string{"walex_filters_users"},
@@ -48,29 +73,13 @@ func run(ctx context.Context, env demo.Env) error {
 	var mu sync.Mutex
 	seen := 0
 	done := make(chan struct{})
-	client.OnEvent("walex_filters_users", func(ctx context.Context, events []walex.Event) error {
+	register(client, os.Stdout, func() {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, e := range events {
-			rec := e.NewRecord
-			if rec == nil {
-				rec = e.OldRecord
-			}
-			var cols []string
-			for c := range e.Changes {
-				cols = append(cols, c)
-			}
-			slices.Sort(cols)
-			fmt.Printf("event %s: %s id=%v changes=%v\n", e.ID(), e.Type, rec["id"], cols)
-			if seen++; seen == want {
-				close(done)
-			}
+		if seen++; seen == want {
+			close(done)
 		}
-		return nil
-	}, walex.WithFilters(walex.Filters{
-		UnwatchedRecords: map[string]any{"event_subscribe": false},
-		UnwatchedFields:  []string{"login_count", "updated_at"},
-	}))
+	})
 
 	running, err := demo.Start(ctx, env, client, "filters_walex")
 	if err != nil {
