@@ -342,7 +342,9 @@ func TestOnTxSnapshot(t *testing.T) {
 	// by a little; either way a restart applies nothing twice.
 	start()
 	exec(t, srcURL, `UPDATE src SET val = 2 WHERE id = 5000`)
-	waitFor(t, time.Minute, "the update", func() (bool, error) { return count(`SELECT count(*) AS n FROM dst WHERE id = 5000 AND val = 2`) == 1, nil })
+	waitFor(t, time.Minute, "the update", func() (bool, error) {
+		return count(`SELECT count(*) AS n FROM dst WHERE id = 5000 AND val = 2`) == 1, nil
+	})
 	if n := count(`SELECT count(*) AS n FROM applied`); n != 2002 {
 		t.Errorf("%d events applied, want 2000 reads, an insert and an update", n)
 	}
