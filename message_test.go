@@ -289,3 +289,57 @@ CREATE PUBLICATION events FOR TABLE full_t, dflt_t;`)
 		t.Errorf("DEFAULT: NewRecord body = %.40v, want Unchanged", dflt.NewRecord["body"])
 	}
 }
+
+// TestMessagesStreamed: in a transaction large enough to be streamed, a
+// message keeps its place among the rows (in a transaction delivered in
+// chunks), and one in a rolled-back savepoint never arrives.
+func TestMessagesStreamed(t *testing.T) {
+	decNeedStreaming(t)
+	url := testDB(t, decStreamingDB+`CREATE TABLE t (id int PRIMARY KEY, payload text); CREATE PUBLICATION events FOR TABLE t;`)
+	var mu sync.Mutex
+	var seq []string // "rows N" runs and messages, in order
+	rows := 0
+	flush := func() {
+		if rows > 0 {
+			seq = append(seq, fmt.Sprintf("rows %d", rows))
+			rows = 0
+		}
+	}
+	c := newClient(t, url, "dec", []string{"t"}, func(cfg *walex.Config) { cfg.MaxBatchEvents = 1000 })
+	c.OnInsert("t", func(_ context.Context, events []walex.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		rows += len(events)
+		return nil
+	})
+	c.OnMessage("app", func(_ context.Context, m walex.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		flush()
+		seq = append(seq, "message "+string(m.Content))
+		return nil
+	})
+	running(t, c)
+	waitStreaming(t, url, "dec")
+	exec(t, url, `BEGIN;
+INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2500) g;
+SELECT pg_logical_emit_message(true, 'app', 'middle');
+SAVEPOINT s;
+INSERT INTO t SELECT g, md5(g::text) FROM generate_series(10001, 10100) g;
+SELECT pg_logical_emit_message(true, 'app', 'rolled back');
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO t SELECT g, md5(g::text) FROM generate_series(2501, 5000) g;
+COMMIT`)
+	exec(t, url, `BEGIN; SELECT pg_logical_emit_message(true, 'app', 'fence'); COMMIT`)
+	waitFor(t, 30*time.Second, "the fence", func() (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seq) > 0 && seq[len(seq)-1] == "message fence", nil
+	})
+	decWaitStreamed(t, url, 1)
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(seq, ", "); got != "rows 2500, message middle, rows 2500, message fence" {
+		t.Fatalf("got %s", got)
+	}
+}
