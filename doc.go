@@ -60,6 +60,30 @@
 // a durable slot an interrupted snapshot resumes from its last chunk
 // ([Config.SnapshotTable]). [Stats.Snapshots] shows the progress.
 //
+// # Messages and schema changes
+//
+// [Client.OnMessage] receives logical decoding messages
+// (pg_logical_emit_message): a transactional one in its transaction's
+// dispatch, at its place among the events — the outbox pattern without an
+// outbox table — and a non-transactional one at once.
+// [Client.OnSchemaChange] hears, in stream order, that a subscribed table
+// changed shape ([SchemaChange]), from the stream itself.
+//
+// # Exactly once into your database
+//
+// [Client.OnTx] runs a handler inside a transaction of the application's
+// own database and commits the handler's [Position] with its changes
+// through a [Checkpointer] ([NewPostgresCheckpointer] on a pgxpool.Pool):
+// with a durable slot, every event is applied exactly once, across crashes
+// and reconnects.
+//
+// # Testing handlers
+//
+// Package walextest builds transactions, decodes them with the real
+// decoder and delivers them to a Client's handlers through Run's dispatch
+// code, with no database; it replays recorded streams and injects the
+// faults of at-least-once delivery.
+//
 // # Errors
 //
 // Configuration errors are [*ConfigError] (errors.Is [ErrInvalidConfig]).
