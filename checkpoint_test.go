@@ -352,3 +352,44 @@ func TestOnTxSnapshot(t *testing.T) {
 		t.Errorf("%d events applied twice", n)
 	}
 }
+
+// TestOnTxRegistration: what OnTx accepts and refuses.
+func TestOnTxRegistration(t *testing.T) {
+	c, err := walex.New(walex.Config{URL: "postgres://localhost/db", Name: "x", Publication: "p", Subscriptions: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(context.Background(), "postgres://localhost/db") // connects lazily
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	cp, err := walex.NewPostgresCheckpointer(pool, "app.checkpoints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := func(context.Context, pgx.Tx, []walex.Event) error { return nil }
+	c.OnTx(walex.AllTables, cp, h, walex.WithName("all"))
+	c.OnTx("t", cp, h, walex.WithFilters(walex.Filters{UnwatchedFields: []string{"a"}}))
+	for name, f := range map[string]func(){
+		"nil checkpointer": func() { c.OnTx("t", nil, h) },
+		"nil handler":      func() { c.OnTx("t", cp, nil) },
+		"functions":        func() { c.OnTx("t", cp, h, walex.WithFunctions(func(context.Context, walex.Event) error { return nil })) },
+		"bad table":        func() { c.OnTx("a.b.c", cp, h) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f()
+		}()
+	}
+	if _, err := walex.NewPostgresCheckpointer(pool, "a.b.c"); err == nil {
+		t.Error("NewPostgresCheckpointer(a.b.c): no error")
+	}
+	if _, err := walex.NewPostgresCheckpointer(nil, ""); err == nil {
+		t.Error("NewPostgresCheckpointer(nil): no error")
+	}
+}

@@ -42,7 +42,7 @@ func (f *flow) reconnect() {
 
 // acked records that the dispatch of a transaction finished.
 func (f *flow) acked() {
-	if len(f.seen) != len(f.shapes) || !maps.Equal(f.seen, f.shapes) {
+	if !maps.Equal(f.seen, f.shapes) {
 		f.shapes = maps.Clone(f.seen)
 	}
 }

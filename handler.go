@@ -81,8 +81,8 @@ func (g *registry) add(method, table string, types []EventType, h Handler, opts 
 	}
 	r := &registration{types: types, handler: h, concurrency: 8}
 	if table == AllTables {
-		if method != "OnEvent" {
-			panic(fmt.Sprintf("walex: %s(%q): AllTables is only for OnEvent", method, table))
+		if method != "OnEvent" && method != "OnTx" {
+			panic(fmt.Sprintf("walex: %s(%q): AllTables is only for OnEvent and OnTx", method, table))
 		}
 		r.all = true
 	} else {
