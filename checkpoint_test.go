@@ -374,8 +374,10 @@ func TestOnTxRegistration(t *testing.T) {
 	for name, f := range map[string]func(){
 		"nil checkpointer": func() { c.OnTx("t", nil, h) },
 		"nil handler":      func() { c.OnTx("t", cp, nil) },
-		"functions":        func() { c.OnTx("t", cp, h, walex.WithFunctions(func(context.Context, walex.Event) error { return nil })) },
-		"bad table":        func() { c.OnTx("a.b.c", cp, h) },
+		"functions": func() {
+			c.OnTx("t", cp, h, walex.WithFunctions(func(context.Context, walex.Event) error { return nil }))
+		},
+		"bad table": func() { c.OnTx("a.b.c", cp, h) },
 	} {
 		func() {
 			defer func() {
