@@ -61,8 +61,9 @@ type Checkpointer interface {
 // with a new one. Because the position commits with the changes, a crash
 // at any point, a reconnect or a commit whose outcome the connection did
 // not report never applies an event twice: on every start and after every
-// reconnect walex reads the position first and skips, before any handler
-// or middleware sees them, the events the transaction already applied.
+// reconnect walex reads the position first and skips, before h or any
+// middleware sees them, the events the database already has. (Other
+// handlers keep their own at-least-once delivery: they get every event.)
 // Together with a durable slot (Config.DurableSlot), which delivers again
 // whatever was not acknowledged, every event is applied exactly once.
 // With a temporary slot, changes made while disconnected are lost as
