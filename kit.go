@@ -32,6 +32,11 @@ func (k kitFlow) Dispatch(ctx context.Context, b *decoder.Batch) error {
 	return nil
 }
 
+// DispatchReads implements kit.Flow.
+func (k kitFlow) DispatchReads(ctx context.Context, events any) error {
+	return k.f.c.dispatchReads(ctx, k.f.c.config(), k.f, events.([]Event))
+}
+
 // Reconnect implements kit.Flow.
 func (k kitFlow) Reconnect() { k.f.reconnect() }
 

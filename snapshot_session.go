@@ -481,14 +481,23 @@ func (s *session) deliverChunk(b *decoder.Batch) (*chunk, error) {
 			NewRecord: r.rec, Timestamp: ch.at, CommitLSN: b.EndLSN, Index: i,
 		}
 	}
-	full := make([]bool, min(len(events), s.cfg.MaxBatchEvents))
-	for i := 0; i < len(events); i += s.cfg.MaxBatchEvents {
-		part := events[i:min(i+s.cfg.MaxBatchEvents, len(events))]
-		if err := s.c.dispatchEvents(s.ctx, s.cfg, s.c.flow, part, full[:len(part)]); err != nil {
-			return nil, err
-		}
+	if err := s.c.dispatchReads(s.ctx, s.cfg, s.c.flow, events); err != nil {
+		return nil, err
 	}
 	return ch, nil
+}
+
+// dispatchReads calls the handlers for a chunk's Read events, in calls of
+// at most MaxBatchEvents.
+func (c *Client) dispatchReads(ctx context.Context, cfg *validated, f *flow, events []Event) error {
+	full := make([]bool, min(len(events), cfg.MaxBatchEvents))
+	for i := 0; i < len(events); i += cfg.MaxBatchEvents {
+		part := events[i:min(i+cfg.MaxBatchEvents, len(events))]
+		if err := c.dispatchEvents(ctx, cfg, f, part, full[:len(part)]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // register makes the dispatcher log the table's stream events.

@@ -206,3 +206,27 @@ func (h *Harness) Events(tx *Tx) ([]walex.Event, error) {
 	}
 	return events, nil
 }
+
+// DeliverSnapshot delivers rows of t as a snapshot chunk delivers them:
+// Read events (NewRecord the row), at a new position of the stream, in
+// calls of at most Config.MaxBatchEvents. What the handlers get is what
+// OnRead and OnEvent handlers get from Client.Snapshot.
+func (h *Harness) DeliverSnapshot(ctx context.Context, t *Table, rows ...Row) ([]Call, error) {
+	n := len(h.Calls())
+	tx := t.s.Begin()
+	for _, r := range rows {
+		tx.Insert(t, r)
+	}
+	tx.Commit()
+	events, err := h.Events(tx)
+	if err != nil {
+		return nil, err
+	}
+	at := t.s.next() // the chunk's watermark
+	for i := range events {
+		e := &events[i]
+		e.Type, e.CommitLSN, e.Index, e.XID = walex.Read, walex.LSN(at), i, 0
+	}
+	err = h.flow.DispatchReads(ctx, events)
+	return h.since(n), err
+}

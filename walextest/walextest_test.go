@@ -251,3 +251,27 @@ func TestReplay(t *testing.T) {
 		t.Errorf("replay = %q\nwant     %q", got, want)
 	}
 }
+
+// TestDeliverSnapshot: rows come as Read events to OnRead and OnEvent
+// handlers, in calls of MaxBatchEvents, after the stream's earlier events.
+func TestDeliverSnapshot(t *testing.T) {
+	c := newClient(t, func(cfg *walex.Config) { cfg.MaxBatchEvents = 2 })
+	var reads []walex.Event
+	c.OnRead("users", func(_ context.Context, events []walex.Event) error { reads = append(reads, events...); return nil })
+	s := walextest.NewStream()
+	users := s.Table("users", walextest.Key("id", "int4"), walextest.Col("email", "text"))
+	h := walextest.New(c)
+	before := s.Begin().Insert(users, walextest.Row{"id": 9}).Commit()
+	if _, err := h.Deliver(context.Background(), before); err != nil {
+		t.Fatal(err)
+	}
+	calls, err := h.DeliverSnapshot(context.Background(), users, walextest.Row{"id": 1, "email": "a"}, walextest.Row{"id": 2}, walextest.Row{"id": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := h.Events(before)
+	if len(calls) != 2 || len(reads) != 3 || reads[0].Type != walex.Read || reads[0].NewRecord["email"] != "a" || reads[2].Index != 2 ||
+		!walex.PositionOf(reads[0]).After(walex.PositionOf(evs[0])) {
+		t.Fatalf("%d calls, reads %v", len(calls), reads)
+	}
+}

@@ -31,6 +31,9 @@ type Flow interface {
 	// dispatched, and the positions of transactional handlers (loaded
 	// again from their checkpointers).
 	Reconnect()
+	// DispatchReads dispatches a snapshot chunk's Read events (a
+	// []walex.Event) as Run does when the chunk's watermark arrives.
+	DispatchReads(ctx context.Context, events any) error
 	// MaxBatchEvents is the client's Config.MaxBatchEvents.
 	MaxBatchEvents() int
 	// Events returns the []walex.Event Run makes of a batch's changes
