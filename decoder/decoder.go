@@ -316,9 +316,11 @@ func (d *Decoder) apply(ctx context.Context, m pgoutput.Message, emit Emit) erro
 		} else {
 			d.rels[rel.ID] = rel
 		}
-		if d.tx == nil || d.tx.skip {
+		if d.tx == nil {
 			return nil
 		}
+		// Also in a transaction whose changes are skipped (by origin):
+		// the server does not describe the table again for the next one.
 		return d.mark(emit, Mark{Op: OpRelation, Relation: rel})
 	case *pgoutput.TypeMessage:
 		name := m.Name

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/walex-go/walex/decoder/pgoutput"
+	"github.com/walex-go/walex/internal/pgoutputtest"
 	"github.com/walex-go/walex/decoder/pgvalue"
 )
 
@@ -285,5 +286,26 @@ func TestNonTransactionalMessage(t *testing.T) {
 	copy(m[len(m)-5:], "xxxxx")
 	if string(b.Content) != "ab:12" {
 		t.Errorf("Content aliases the message buffer: %q", b.Content)
+	}
+}
+
+// TestMarksOfSkippedOrigin: a transaction skipped for its origin drops its
+// changes and messages but keeps its Relation marks: the server does not
+// describe the table again for the next transaction.
+func TestMarksOfSkippedOrigin(t *testing.T) {
+	d := New(Options{SkipOrigins: true})
+	origin := msg(pgoutput.MsgOrigin).U64(0x90).Str("other").Bytes()
+	bs := feed(t, d,
+		beginMsg(0x100, 7), origin,
+		relationMsg(false, 0, 1, "public", "t", 'd', col{"a", oidInt4, true}),
+		insertMsg(false, 0, 1, "1"),
+		pgoutputtest.Message(false, 0, true, 0x98, "app", []byte("x")),
+		commitMsg(0x100, 0x110),
+		beginMsg(0x200, 8), insertMsg(false, 0, 1, "2"), commitMsg(0x200, 0x210))
+	if len(bs) != 2 || len(bs[0].Changes) != 0 || len(bs[0].Marks) != 1 || bs[0].Marks[0].Op != OpRelation || bs[0].Origin != "other" {
+		t.Fatalf("skipped transaction: %+v", bs[0])
+	}
+	if len(bs[1].Changes) != 1 || bs[1].Changes[0].Relation != bs[0].Marks[0].Relation {
+		t.Fatalf("next transaction: %+v", bs[1])
 	}
 }
