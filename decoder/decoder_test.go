@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/walex-go/walex/decoder/pgoutput"
-	"github.com/walex-go/walex/internal/pgoutputtest"
 	"github.com/walex-go/walex/decoder/pgvalue"
+	"github.com/walex-go/walex/internal/pgoutputtest"
 )
 
 const (
