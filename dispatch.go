@@ -129,7 +129,7 @@ func (c *Client) markCall(f *flow, b *decoder.Batch, m *decoder.Mark) (func(cont
 				if !r.wants(sc.Schema, sc.Table) {
 					continue
 				}
-				err := c.retry(ctx, cfg.RetryPolicy, f, r.String(), tableName{sc.Schema, sc.Table}.String(), sc.String(), sc,
+				err := c.retry(ctx, cfg.RetryPolicy, f, &callSite{schemaReg: r, sc: &sc},
 					func() error { return safeCall(func() error { return r.handler(ctx, sc) }) })
 				if err != nil {
 					return err
@@ -148,7 +148,7 @@ func (c *Client) dispatchMessage(ctx context.Context, cfg *validated, f *flow, m
 		if !r.wants(m.Prefix) {
 			continue
 		}
-		err := c.retry(ctx, cfg.RetryPolicy, f, r.String(), "", m.String(), m,
+		err := c.retry(ctx, cfg.RetryPolicy, f, &callSite{msgReg: r, msg: &m},
 			func() error { return safeCall(func() error { return r.handler(ctx, m) }) })
 		if err != nil {
 			return err
@@ -183,15 +183,11 @@ func (c *Client) dispatchEvents(ctx context.Context, cfg *validated, f *flow, ev
 		if len(sel) == 0 {
 			continue
 		}
-		table := AllTables
-		if !r.all {
-			table = r.table.String()
-		}
 		inner := r.handler
 		if r.cp != nil {
 			inner = r.txHandler(f, cfg)
 		}
-		err := c.retry(ctx, cfg.RetryPolicy, f, r.String(), table, sel[0].ID(), sel,
+		err := c.retry(ctx, cfg.RetryPolicy, f, &callSite{reg: r, events: sel},
 			func() error { return r.call(ctx, mw, inner, sel) })
 		if err != nil {
 			return err
@@ -230,16 +226,45 @@ func (r *registration) selectEvents(events []Event, full []bool, done *Position)
 	return events
 }
 
+// callSite is what a handler call is about, for the logs and errors of
+// retry (computed only when needed: a call that succeeds costs nothing).
+// One of reg, msgReg and schemaReg is set.
+type callSite struct {
+	reg       *registration
+	events    []Event
+	msgReg    *msgRegistration
+	msg       *Message
+	schemaReg *schemaRegistration
+	sc        *SchemaChange
+}
+
+// describe returns the registration, its table ("" for a message
+// handler), what the call was about, and the handler's argument.
+func (s *callSite) describe() (handler, table, id string, arg any) {
+	switch {
+	case s.reg != nil:
+		table = AllTables
+		if !s.reg.all {
+			table = s.reg.table.String()
+		}
+		return s.reg.String(), table, s.events[0].ID(), s.events
+	case s.msgReg != nil:
+		return s.msgReg.String(), "", s.msg.String(), *s.msg
+	default:
+		return s.schemaReg.String(), tableName{s.sc.Schema, s.sc.Table}.String(), s.sc.String(), *s.sc
+	}
+}
+
 // retry calls fn with retries under policy; it returns a *HandlerError
-// once the policy is exhausted, or ctx's error. handler, table and id
-// describe the call for logs and errors; arg is what the handler got.
-func (c *Client) retry(ctx context.Context, policy RetryPolicy, f *flow, handler, table, id string, arg any, fn func() error) error {
+// once the policy is exhausted, or ctx's error.
+func (c *Client) retry(ctx context.Context, policy RetryPolicy, f *flow, site *callSite, fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err // the session ended: no handler starts
 		}
 		err := fn()
 		if f.observe != nil {
+			handler, table, _, arg := site.describe()
 			f.observe(kit.Call{Handler: handler, Table: table, Attempt: attempt, Arg: arg, Err: err})
 		}
 		if err == nil {
@@ -248,6 +273,7 @@ func (c *Client) retry(ctx context.Context, policy RetryPolicy, f *flow, handler
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		handler, table, id, _ := site.describe()
 		c.stats.retries.Add(1)
 		if policy.MaxAttempts > 0 && attempt >= policy.MaxAttempts {
 			return &HandlerError{Table: table, Handler: handler, EventID: id, Attempts: attempt, Err: err}
