@@ -120,6 +120,7 @@ func (c *Client) markCall(f *flow, b *decoder.Batch, m *decoder.Mark) (func(cont
 		if m.At < len(b.Changes) {
 			sc.Index = b.Changes[m.At].Index
 		}
+		c.stats.schemaChanges.Add(1)
 		c.logger().Info("walex: a subscribed table changed shape", logkey.Table, tableName{rel.Schema, rel.Name}.String(), logkey.EventID, sc.CommitLSN.String())
 		if len(schemas) == 0 {
 			return nil, nil
@@ -144,9 +145,14 @@ func (c *Client) markCall(f *flow, b *decoder.Batch, m *decoder.Mark) (func(cont
 // dispatchMessage calls the message handlers that want m.
 func (c *Client) dispatchMessage(ctx context.Context, cfg *validated, f *flow, m Message) error {
 	msgs, _ := c.reg.marks()
+	counted := false
 	for _, r := range msgs {
 		if !r.wants(m.Prefix) {
 			continue
+		}
+		if !counted {
+			counted = true
+			c.stats.messages.Add(1)
 		}
 		err := c.retry(ctx, cfg.RetryPolicy, f, &callSite{msgReg: r, msg: &m},
 			func() error { return safeCall(func() error { return r.handler(ctx, m) }) })

@@ -139,6 +139,9 @@ ROLLBACK`)
 	if between.LSN == 0 || between.LSN >= between.CommitLSN {
 		t.Errorf("message LSN %s, want before the commit %s", between.LSN, between.CommitLSN)
 	}
+	if st := c.Stats(); st.Messages != 4 {
+		t.Errorf("Stats().Messages = %d, want 4", st.Messages)
+	}
 	atOnce := l.msgs[4]
 	if atOnce.Transactional || atOnce.XID != 0 || atOnce.LSN == 0 || atOnce.CommitLSN != atOnce.LSN || atOnce.Timestamp.IsZero() {
 		t.Errorf("non-transactional message = %+v", atOnce)
@@ -240,6 +243,9 @@ CREATE PUBLICATION events FOR TABLE t, other;`)
 	}
 	if got := l.list(); !equalLists(got, want) {
 		t.Fatalf("handlers got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if st := c.Stats(); st.SchemaChanges != 4 {
+		t.Errorf("Stats().SchemaChanges = %d, want 4", st.SchemaChanges)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -19,6 +19,10 @@ type Stats struct {
 	LagBytes uint64
 	// Events passed to handlers' dispatch, and transactions fully handled.
 	Events, Transactions uint64
+	// Messages passed to message handlers (OnMessage), and schema changes
+	// seen in subscribed tables (OnSchemaChange). Like Events, they count
+	// again what a fault delivers again.
+	Messages, SchemaChanges uint64
 	// Retries of handler calls, and reconnects.
 	Retries, Reconnects uint64
 	// Connected reports whether a replication connection is up.
@@ -33,6 +37,7 @@ type Stats struct {
 // stats are the counters behind Stats.
 type stats struct {
 	events, transactions, retries, reconnects atomic.Uint64
+	messages, schemaChanges                   atomic.Uint64
 	connected                                 atomic.Bool
 	mu                                        sync.Mutex
 	lastErr                                   error
@@ -47,11 +52,13 @@ func (s *stats) setErr(err error) {
 // Stats returns the client's counters. Safe from any goroutine.
 func (c *Client) Stats() Stats {
 	st := Stats{
-		Events:       c.stats.events.Load(),
-		Transactions: c.stats.transactions.Load(),
-		Retries:      c.stats.retries.Load(),
-		Reconnects:   c.stats.reconnects.Load(),
-		Connected:    c.stats.connected.Load(),
+		Events:        c.stats.events.Load(),
+		Transactions:  c.stats.transactions.Load(),
+		Messages:      c.stats.messages.Load(),
+		SchemaChanges: c.stats.schemaChanges.Load(),
+		Retries:       c.stats.retries.Load(),
+		Reconnects:    c.stats.reconnects.Load(),
+		Connected:     c.stats.connected.Load(),
 	}
 	if conn := c.conn.Load(); conn != nil {
 		st.ReceivedLSN, st.AckedLSN, st.ServerWALEnd = conn.Received(), conn.Acked(), conn.ServerWALEnd()
