@@ -3,6 +3,7 @@ package walex
 import (
 	"context"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/walex-go/walex/decoder"
@@ -69,11 +70,8 @@ func (c *Client) dispatch(ctx context.Context, cfg *validated, f *flow, b *decod
 		for len(marks) > 0 && marks[0].At <= i {
 			m := &marks[0]
 			marks = marks[1:]
-			run, err := c.markCall(f, b, m)
-			if err != nil || run == nil {
-				if err != nil {
-					return err
-				}
+			run := c.markCall(f, b, m)
+			if run == nil {
 				continue
 			}
 			if err := c.dispatchEvents(ctx, cfg, f, events[start:], full[start:]); err != nil {
@@ -97,33 +95,32 @@ func (c *Client) dispatch(ctx context.Context, cfg *validated, f *flow, b *decod
 	return c.dispatchEvents(ctx, cfg, f, events[start:], full[start:])
 }
 
-// markCall returns what a mark calls, or nil when no handler wants it.
-func (c *Client) markCall(f *flow, b *decoder.Batch, m *decoder.Mark) (func(context.Context, *validated) error, error) {
+// markCall returns what a mark calls, or nil when no handler wants it (the
+// events around it are then dispatched together). It notes the
+// descriptions of tables on the way.
+func (c *Client) markCall(f *flow, b *decoder.Batch, m *decoder.Mark) func(context.Context, *validated) error {
 	msgs, schemas := c.reg.marks()
 	switch m.Op {
 	case decoder.OpMessage:
-		if isReserved(m.Prefix) || len(msgs) == 0 {
-			return nil, nil
+		if isReserved(m.Prefix) || !slices.ContainsFunc(msgs, func(r *msgRegistration) bool { return r.wants(m.Prefix) }) {
+			return nil
 		}
 		msg := Message{Prefix: m.Prefix, Content: m.Content, Transactional: m.Transactional, LSN: m.LSN, CommitLSN: b.CommitLSN, XID: b.XID, Timestamp: b.CommitTime}
-		return func(ctx context.Context, cfg *validated) error { return c.dispatchMessage(ctx, cfg, f, msg) }, nil
+		return func(ctx context.Context, cfg *validated) error { return c.dispatchMessage(ctx, cfg, f, msg) }
 	case decoder.OpRelation:
 		rel := m.Relation
 		prev := f.seen[rel.ID]
 		f.seen[rel.ID] = rel
 		if prev == nil || sameShape(prev, rel) || !c.isSubscribed(rel.Schema, rel.Name) {
-			return nil, nil
+			return nil
 		}
 		before, after := columnsOf(prev), columnsOf(rel)
 		sc := SchemaChange{Schema: rel.Schema, Table: rel.Name, Before: before, After: after, Changes: diffColumns(before, after),
-			CommitLSN: b.CommitLSN, XID: b.XID, Timestamp: b.CommitTime}
-		if m.At < len(b.Changes) {
-			sc.Index = b.Changes[m.At].Index
-		}
+			CommitLSN: b.CommitLSN, XID: b.XID, Timestamp: b.CommitTime, Index: m.Index}
 		c.stats.schemaChanges.Add(1)
-		c.logger().Info("walex: a subscribed table changed shape", logkey.Table, tableName{rel.Schema, rel.Name}.String(), logkey.EventID, sc.CommitLSN.String())
-		if len(schemas) == 0 {
-			return nil, nil
+		c.logger().Info("walex: a subscribed table changed shape", logkey.Table, tableName{rel.Schema, rel.Name}.String(), logkey.EventID, Position{sc.CommitLSN, sc.Index}.String())
+		if !slices.ContainsFunc(schemas, func(r *schemaRegistration) bool { return r.wants(sc.Schema, sc.Table) }) {
+			return nil
 		}
 		return func(ctx context.Context, cfg *validated) error {
 			for _, r := range schemas {
@@ -137,9 +134,9 @@ func (c *Client) markCall(f *flow, b *decoder.Batch, m *decoder.Mark) (func(cont
 				}
 			}
 			return nil
-		}, nil
+		}
 	}
-	return nil, nil
+	return nil
 }
 
 // dispatchMessage calls the message handlers that want m.

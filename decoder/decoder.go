@@ -82,7 +82,10 @@ type Mark struct {
 	// At is the position of the mark in the batch: it comes after
 	// Changes[:At] and before Changes[At:].
 	At int
-	Op Op
+	// Index is the Index of the row change that follows the mark in the
+	// transaction (also when that change is skipped, or in the next chunk).
+	Index int
+	Op    Op
 	// Relation is the new description of a table (OpRelation).
 	Relation *Relation
 	// Of an OpMessage: the message's prefix, content (a copy) and WAL
@@ -450,6 +453,7 @@ func (d *Decoder) change(emit Emit, relID uint32, fill func(*Relation, *Change) 
 // mark adds a message or relation mark to the open transaction, at its
 // place among the row changes.
 func (d *Decoder) mark(emit Emit, m Mark) error {
+	m.Index = d.tx.index
 	if d.tx.par != nil {
 		return d.tx.par.addMark(m)
 	}

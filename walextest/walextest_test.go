@@ -113,12 +113,14 @@ func TestDeliver(t *testing.T) {
 		Insert(other, walextest.Row{"id": 1}).
 		Message("outbox", []byte("m")).
 		Insert(users, walextest.Row{"id": 3, "email": "c@example.com"}).
+		Message("unwanted", []byte("no handler: no split")).
+		Insert(users, walextest.Row{"id": 4, "email": "d@example.com"}).
 		Delete(users, walextest.Row{"id": 2}).
 		Commit())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "mw,insert a@example.com,message m,mw,insert c@example.com,mw,mw"
+	want := "mw,insert a@example.com,message m,mw,insert c@example.com,insert d@example.com,mw,mw"
 	if got := strings.Join(order, ","); got != want {
 		t.Errorf("order = %s\nwant    %s", got, want)
 	}
