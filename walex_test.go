@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -15,6 +16,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(helperURLEnv) != "" {
+		// A consumer process that a test starts (and may kill) against
+		// its own server: it needs no server of its own.
+		os.Exit(m.Run())
+	}
 	pgtest.Main(m, pgtest.Options{})
 }
 
