@@ -31,6 +31,15 @@
 // emitted in order. Two-phase messages are refused: walex never enables
 // two_phase.
 //
+// Besides its row changes, a Batch carries [Mark]s, each placed among the
+// changes: the transactional logical decoding messages written in the
+// transaction, and the Relation messages received in it (a table is
+// described before its first change after a connect or an ALTER TABLE:
+// compare a description with the previous one to see a schema change). A
+// non-transactional message is a Batch of its own, with Message set.
+// Under REPLICA IDENTITY FULL, an update's unchanged TOASTed values are
+// taken from the old row, so the new row is whole.
+//
 // # Values
 //
 // Record values are pgvalue's: the Go values pgx's rows.Values() returns
