@@ -38,7 +38,7 @@ type Harness struct {
 	dec   *decoder.Decoder
 	mu    sync.Mutex
 	calls []Call
-	cut   func(n int) bool // set by DeliverCut; called with the number of calls so far
+	cut   func(n int) // set by DeliverCut; called with the number of calls so far
 }
 
 // Options configure a Harness.
@@ -161,12 +161,11 @@ func (h *Harness) DeliverCut(ctx context.Context, tx *Tx, calls int) ([]Call, er
 	defer cancel()
 	fired := false
 	h.mu.Lock()
-	h.cut = func(k int) bool {
+	h.cut = func(k int) {
 		if k-n >= calls && !fired {
 			fired = true
 			cancel()
 		}
-		return true
 	}
 	h.mu.Unlock()
 	_, err := h.Deliver(cctx, tx)
