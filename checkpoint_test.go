@@ -187,21 +187,7 @@ func TestExactlyOnceConsumerKilled(t *testing.T) {
 	srcURL := testDB(t, copySrcSetup)
 	copyURL := testDB(t, copySetup)
 	start := func(n int) (*osexec.Cmd, *logs) {
-		cmd := osexec.Command(os.Args[0], "-test.run=^TestHelperTxConsumer$", "-test.count=1", "-test.v", "-test.timeout=5m")
-		cmd.Env = append(os.Environ(), txHelperEnv+"="+copyURL, helperURLEnv+"="+srcURL)
-		out := &logs{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			if t.Failed() {
-				t.Logf("consumer %d output (tail):\n%s", n, tail(out.String(), 20))
-			}
-		})
-		return cmd, out
+		return startHelper(t, "TestHelperTxConsumer", n, txHelperEnv+"="+copyURL, helperURLEnv+"="+srcURL)
 	}
 	stopWriter := make(chan struct{})
 	type result struct {

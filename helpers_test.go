@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	osexec "os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -149,4 +151,27 @@ func loginRole(tb testing.TB, url, role, password string) string {
 	exec(tb, url, fmt.Sprintf(`ALTER ROLE %s PASSWORD '%s'`, role, password))
 	srv := pgtest.Shared()
 	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", role, password, srv.Host, srv.Port, dbName(url))
+}
+
+// startHelper starts the test binary as consumer process n, running only
+// the test helper (a TestHelper... that does nothing unless env sets it
+// up); the process is killed when the test ends, and its output's tail
+// logged if the test failed.
+func startHelper(t *testing.T, helper string, n int, env ...string) (*osexec.Cmd, *logs) {
+	t.Helper()
+	cmd := osexec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.count=1", "-test.v", "-test.timeout=5m")
+	cmd.Env = append(os.Environ(), env...)
+	out := &logs{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("consumer %d output (tail):\n%s", n, tail(out.String(), 30))
+		}
+	})
+	return cmd, out
 }

@@ -604,21 +604,7 @@ func TestSnapshotConsumerKilled(t *testing.T) {
 	url := testDB(t, snapSetup(rows))
 	j := &journal{path: filepath.Join(t.TempDir(), "journal"), m: newMirror()}
 	start := func(n int) (*osexec.Cmd, *logs) {
-		cmd := osexec.Command(os.Args[0], "-test.run=^TestHelperSnapshotConsumer$", "-test.count=1", "-test.v", "-test.timeout=5m")
-		cmd.Env = append(os.Environ(), snapHelperEnv+"="+j.path, helperURLEnv+"="+url)
-		out := &logs{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			if t.Failed() {
-				t.Logf("consumer %d output (tail):\n%s", n, tail(out.String(), 30))
-			}
-		})
-		return cmd, out
+		return startHelper(t, "TestHelperSnapshotConsumer", n, snapHelperEnv+"="+j.path, helperURLEnv+"="+url)
 	}
 	writers := make(chan error, 1)
 	var last *logs
