@@ -19,33 +19,77 @@ import (
 type flow struct {
 	c  *Client
 	db string
-	// shapes are the descriptions as of the last acknowledged
-	// transaction; seen adds those of the transaction being dispatched.
-	shapes, seen map[uint32]*decoder.Relation
+	// seen are the tables' descriptions as of the batch being dispatched;
+	// history the descriptions after each finished transaction that
+	// changed them, oldest first, so that a connection that resumes from
+	// an earlier position (an acknowledgement the server did not get, a
+	// server crash) compares with the descriptions as of that position.
+	seen    map[uint32]*decoder.Relation
+	history []shapeState
+	trimmed bool // history lost its oldest entries
 	// positions are the transactional handlers' stored positions, loaded
 	// on first use in a connection.
 	positions map[*registration]storedPos
 	observe   func(kit.Call) // nil but in the test kit
 }
 
+// shapeState is the tables' descriptions after the transaction that ends
+// at end.
+type shapeState struct {
+	end    LSN
+	shapes map[uint32]*decoder.Relation
+}
+
+// maxShapeHistory bounds flow.history: schema changes are rare, and a
+// connection resumes at most a little before the last acknowledgement.
+const maxShapeHistory = 64
+
 func newFlow(c *Client) *flow {
-	f := &flow{c: c, shapes: map[uint32]*decoder.Relation{}}
-	f.reconnect()
+	f := &flow{c: c}
+	f.reconnect(^LSN(0))
 	return f
 }
 
-// reconnect starts a new connection's dispatch: what the last one saw of
-// an unacknowledged transaction comes again.
-func (f *flow) reconnect() {
-	f.seen = maps.Clone(f.shapes)
+// reconnect starts a new connection's dispatch, which resumes the stream
+// at start: the descriptions are those as of start, and the
+// transactional handlers' positions are read again.
+func (f *flow) reconnect(start LSN) {
+	f.seen = maps.Clone(f.shapesAt(start))
+	if f.seen == nil {
+		f.seen = map[uint32]*decoder.Relation{}
+	}
 	f.positions = map[*registration]storedPos{}
 }
 
-// acked records that the dispatch of a transaction finished.
-func (f *flow) acked() {
-	if !maps.Equal(f.seen, f.shapes) {
-		f.shapes = maps.Clone(f.seen)
+// shapesAt returns the descriptions after the last transaction that ended
+// at or before lsn (nil for none known).
+func (f *flow) shapesAt(lsn LSN) map[uint32]*decoder.Relation {
+	for i := len(f.history) - 1; i >= 0; i-- {
+		if f.history[i].end <= lsn {
+			return f.history[i].shapes
+		}
 	}
+	if f.trimmed && len(f.history) > 0 {
+		return f.history[0].shapes // the best left
+	}
+	return nil
+}
+
+// acked records that the dispatch of the transaction that ends at end
+// finished.
+func (f *flow) acked(end LSN) {
+	var last map[uint32]*decoder.Relation
+	if n := len(f.history); n > 0 {
+		last = f.history[n-1].shapes
+	}
+	if maps.Equal(f.seen, last) || (len(f.seen) == 0 && last == nil) {
+		return
+	}
+	if len(f.history) == maxShapeHistory {
+		f.history = slices.Delete(f.history, 0, 1)
+		f.trimmed = true
+	}
+	f.history = append(f.history, shapeState{end: end, shapes: maps.Clone(f.seen)})
 }
 
 // dispatch calls the handlers for one batch: event handlers in

@@ -1,8 +1,14 @@
 package walex
 
 import (
+	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/walex-go/walex/decoder"
+	"github.com/walex-go/walex/decoder/pgoutput"
 )
 
 func TestSelectEvents(t *testing.T) {
@@ -51,5 +57,63 @@ func TestSelectEvents(t *testing.T) {
 		if e.Index != i {
 			t.Fatalf("selection changed the batch: event %d has index %d", i, e.Index)
 		}
+	}
+}
+
+// TestFlowShapesAcrossReconnects: a connection that resumes the stream
+// from an earlier position compares the descriptions it gets with those
+// as of that position: a schema change whose transaction comes again is
+// reported again, and none is reported backwards.
+func TestFlowShapesAcrossReconnects(t *testing.T) {
+	c, err := New(Config{URL: "postgres://localhost/db", Name: "x", Publication: "p", Subscriptions: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changes []string
+	c.OnSchemaChange("t", func(_ context.Context, s SchemaChange) error {
+		changes = append(changes, fmt.Sprintf("%s@%s", s.Changes[0].Kind, s.CommitLSN))
+		return nil
+	})
+	rel := func(cols ...string) *decoder.Relation {
+		r := &decoder.Relation{ID: 7, Schema: "public", Name: "t", ReplicaIdentity: 'd', ColumnTypes: map[string]string{}}
+		for _, n := range cols {
+			r.Columns = append(r.Columns, pgoutput.RelationColumn{Name: n, TypeOID: 23, TypeMod: -1})
+			r.ColumnTypes[n] = "int4"
+		}
+		return r
+	}
+	// What a connection sends: the table described in a transaction that
+	// commits at commit and ends at commit+8.
+	tx := func(commit LSN, r *decoder.Relation) *decoder.Batch {
+		return &decoder.Batch{CommitLSN: commit, EndLSN: commit + 8, Final: true, Marks: []decoder.Mark{{Op: decoder.OpRelation, Relation: r}}}
+	}
+	f := newFlow(c)
+	cfg := c.config()
+	deliver := func(bs ...*decoder.Batch) {
+		for _, b := range bs {
+			if err := c.dispatch(context.Background(), cfg, f, b); err != nil {
+				t.Fatal(err)
+			}
+			f.acked(b.EndLSN)
+		}
+	}
+	v1, v2 := rel("a"), rel("a", "b")
+	deliver(tx(100, v1), tx(200, rel("a", "b"))) // the reference, then a column added
+	if want := "added@0/C8"; strings.Join(changes, " ") != want {
+		t.Fatalf("changes %v, want %s", changes, want)
+	}
+	// The acknowledgement of 200 was lost: the server resumes after 100
+	// and sends that transaction again, with the table's new description.
+	f.reconnect(150)
+	deliver(tx(200, v2))
+	// A connection that resumes after 200 sees the new description again:
+	// nothing to report.
+	f.reconnect(300)
+	deliver(tx(300, rel("a", "b")))
+	// One that resumes before anything was seen starts a new reference.
+	f.reconnect(50)
+	deliver(tx(100, v1))
+	if want := "added@0/C8 added@0/C8"; strings.Join(changes, " ") != want {
+		t.Errorf("changes %v, want %s", changes, want)
 	}
 }

@@ -27,7 +27,7 @@ func (k kitFlow) Dispatch(ctx context.Context, b *decoder.Batch) error {
 		return err
 	}
 	if b.Final {
-		k.f.acked()
+		k.f.acked(b.EndLSN)
 	}
 	return nil
 }
@@ -38,7 +38,7 @@ func (k kitFlow) DispatchReads(ctx context.Context, events any) error {
 }
 
 // Reconnect implements kit.Flow.
-func (k kitFlow) Reconnect() { k.f.reconnect() }
+func (k kitFlow) Reconnect(start decoder.LSN) { k.f.reconnect(start) }
 
 // MaxBatchEvents implements kit.Flow.
 func (k kitFlow) MaxBatchEvents() int { return k.f.c.config().MaxBatchEvents }

@@ -95,7 +95,7 @@ func (s *session) run(parent context.Context) error {
 	s.c.stats.connected.Store(true)
 	defer s.c.stats.connected.Store(false)
 
-	s.c.flow.reconnect()
+	s.c.flow.reconnect(s.conn.StartLSN())
 	s.c.flow.db = s.cfg.conn.Database
 	s.wg.Add(1)
 	go func() {
@@ -222,7 +222,7 @@ func (s *session) dispatchLoop() {
 				if b.Message == "" {
 					s.c.stats.transactions.Add(1)
 				}
-				s.c.flow.acked()
+				s.c.flow.acked(b.EndLSN)
 				s.ack(b.EndLSN)
 				s.acked.Store(uint64(b.EndLSN))
 			}

@@ -128,9 +128,12 @@ func (h *Harness) feed(ctx context.Context, msgs [][]byte) error {
 // Reconnect makes the harness start over as Run does after a reconnect:
 // it forgets the transaction in progress and the table descriptions of
 // the connection, and transactional handlers read their positions again.
-func (h *Harness) Reconnect() {
+func (h *Harness) Reconnect() { h.reconnect(^walex.LSN(0)) }
+
+// reconnect starts over as a connection that resumes the stream at start.
+func (h *Harness) reconnect(start walex.LSN) {
 	h.dec.Reset()
-	h.flow.Reconnect()
+	h.flow.Reconnect(start)
 }
 
 // DeliverTwice delivers tx, then, as after a crash that lost its
@@ -142,7 +145,7 @@ func (h *Harness) DeliverTwice(ctx context.Context, tx *Tx) ([]Call, error) {
 	if _, err := h.Deliver(ctx, tx); err != nil {
 		return h.since(n), err
 	}
-	h.Reconnect()
+	h.reconnect(tx.start)
 	_, err := h.Deliver(ctx, tx)
 	return h.since(n), err
 }
@@ -182,7 +185,7 @@ func (h *Harness) DeliverCut(ctx context.Context, tx *Tx, calls int) ([]Call, er
 		return h.since(n), err
 	}
 	// Cut after the last call, the acknowledgement is what was lost.
-	h.Reconnect()
+	h.reconnect(tx.start)
 	_, err = h.Deliver(ctx, tx)
 	return h.since(n), err
 }

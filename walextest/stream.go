@@ -135,6 +135,7 @@ type Tx struct {
 	msgs      [][]byte
 	described map[*Table]bool
 	committed bool
+	start     walex.LSN // a position before the transaction: where a stream that delivers it again resumes
 }
 
 // Begin begins a transaction.
@@ -146,7 +147,8 @@ func (s *Stream) Begin() *Tx {
 // Message is a non-transactional logical decoding message
 // (pg_logical_emit_message(false, prefix, content)), ready to deliver.
 func (s *Stream) Message(prefix string, content []byte) *Tx {
-	return &Tx{s: s, msgs: [][]byte{pgoutputtest.Message(false, 0, false, s.next(), prefix, content)}, committed: true}
+	lsn := s.next()
+	return &Tx{s: s, msgs: [][]byte{pgoutputtest.Message(false, 0, false, lsn, prefix, content)}, committed: true, start: walex.LSN(lsn - 1)}
 }
 
 func (tx *Tx) add(m []byte) *Tx {
@@ -291,6 +293,6 @@ func (tx *Tx) Commit() *Tx {
 	begin := pgoutputtest.Msg(pgoutput.MsgBegin).U64(commit).Time(s.now).U32(tx.xid).Bytes()
 	done := pgoutputtest.Msg(pgoutput.MsgCommit).U8(0).U64(commit).U64(end).Time(s.now).Bytes()
 	tx.msgs = append(append([][]byte{begin}, tx.msgs...), done)
-	tx.committed = true
+	tx.committed, tx.start = true, walex.LSN(commit)
 	return tx
 }

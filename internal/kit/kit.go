@@ -27,10 +27,11 @@ type Flow interface {
 	// the transaction's final one and every handler returned nil, counts
 	// it as acknowledged.
 	Dispatch(ctx context.Context, b *decoder.Batch) error
-	// Reconnect forgets what a reconnect forgets: the transaction being
-	// dispatched, and the positions of transactional handlers (loaded
+	// Reconnect forgets what a reconnect that resumes the stream at start
+	// forgets: the transactions after start (and the table descriptions
+	// they brought), and the positions of transactional handlers (loaded
 	// again from their checkpointers).
-	Reconnect()
+	Reconnect(start decoder.LSN)
 	// DispatchReads dispatches a snapshot chunk's Read events (a
 	// []walex.Event) as Run does when the chunk's watermark arrives.
 	DispatchReads(ctx context.Context, events any) error
