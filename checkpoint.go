@@ -69,7 +69,9 @@ type Checkpointer interface {
 // With a temporary slot, changes made while disconnected are lost as
 // ever.
 //
-// The position is stored under the key "<slot name>/<registration name>":
+// The position is stored under the key "<source database>/<slot
+// name>/<registration name>" (several sources and slots can share one
+// checkpoint table):
 // name the registration with WithName so that the key survives changes of
 // the code (the default name is the function's, which changes when it is
 // a closure that moves). The events of a transaction larger than
@@ -106,7 +108,9 @@ func (c *Client) OnTx(table string, cp Checkpointer, h TxHandler, opts ...Option
 }
 
 // checkpointKey is the key of r's position.
-func (r *registration) checkpointKey(cfg *validated) string { return cfg.SlotName + "/" + r.name }
+func (r *registration) checkpointKey(cfg *validated) string {
+	return cfg.conn.Database + "/" + cfg.SlotName + "/" + r.name
+}
 
 // position returns r's stored position, loading it on first use in the
 // connection.
@@ -146,6 +150,10 @@ func (r *registration) txHandler(f *flow, cfg *validated) Handler {
 			return fmt.Errorf("walex: begin a transaction: %w", err)
 		}
 		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		// Read in every transaction, not only after a failed commit: the
+		// row lock also orders this transaction after one that another
+		// process (the instance this one took the slot over from) may still
+		// be committing.
 		pos, ok, err := r.cp.Load(ctx, tx, key)
 		if err != nil {
 			return fmt.Errorf("walex: read the stored position: %w", err)

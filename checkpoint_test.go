@@ -281,7 +281,7 @@ func TestOnTxSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tx.Rollback(ctx)
-		pos, ok, err := cp.Load(ctx, tx, "tx_snap_walex/copy")
+		pos, ok, err := cp.Load(ctx, tx, dbName(srcURL)+"/tx_snap_walex/copy")
 		if err != nil || !ok {
 			t.Fatalf("Load() = %v, %v, %v", pos, ok, err)
 		}

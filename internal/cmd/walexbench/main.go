@@ -79,7 +79,7 @@ func main() {
 	}
 	var (
 		workloads      = flag.String("workloads", strings.Join(allWorkloads, ","), "comma-separated workloads to run: "+strings.Join(allWorkloads, ", "))
-		readers        = flag.String("readers", strings.Join(allKinds, ","), "comma-separated readers for W1-W3: raw-v1, raw-v2, raw-v2b, walex")
+		readers        = flag.String("readers", strings.Join(defaultKinds, ","), "comma-separated readers for W1-W3: "+strings.Join(allKinds, ", "))
 		latencyReaders = flag.String("latency-readers", kindRawV2+","+kindWalex, "comma-separated readers for the latency workload")
 		runs           = flag.Int("runs", 3, "measurements per reader and workload")
 		scale          = flag.Float64("scale", 1, "multiplies the row counts of W1-W3 (e.g. 0.01 for a smoke run)")

@@ -20,8 +20,10 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/walex-go/walex"
 )
@@ -36,9 +38,21 @@ const (
 	// the same.
 	kindRawV2Bin = "raw-v2b"
 	kindWalex    = "walex" // walex.New/Run, default configuration
+	// kindWalexTx is walex with one OnTx handler that copies each event's
+	// ID into a table of the same server with COPY, through a
+	// PostgresCheckpointer: the cost of exactly-once.
+	kindWalexTx = "walex-tx"
 )
 
-var allKinds = []string{kindRawV1, kindRawV2, kindRawV2Bin, kindWalex}
+// allKinds are the readers -readers accepts; defaultKinds those it runs
+// by default.
+var (
+	allKinds     = []string{kindRawV1, kindRawV2, kindRawV2Bin, kindWalex, kindWalexTx}
+	defaultKinds = []string{kindRawV1, kindRawV2, kindRawV2Bin, kindWalex}
+)
+
+// isWalex reports whether a reader kind is walex (not a raw reader).
+func isWalex(kind string) bool { return strings.HasPrefix(kind, kindWalex) }
 
 // The readers of the snapshot workload (snapshot.go); they read a table's
 // rows rather than a slot.
@@ -106,7 +120,7 @@ func readerMain(args []string) {
 	switch *kind {
 	case kindRawV1, kindRawV2, kindRawV2Bin:
 		res, err = r.runRaw(ctx)
-	case kindWalex:
+	case kindWalex, kindWalexTx:
 		res, err = r.runWalex(ctx)
 	case kindCopy:
 		res, err = r.runCopy(ctx)
@@ -373,8 +387,35 @@ func (r *reader) runWalex(ctx context.Context) (*readerResult, error) {
 		r.count(int64(len(events)))
 		return nil
 	}
-	c.OnInsert(r.table, h)
-	c.OnUpdate(r.table, h)
+	if r.kind == kindWalexTx {
+		pool, err := r.sink(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer pool.Close()
+		cp, err := walex.NewPostgresCheckpointer(pool, "walexbench_checkpoints")
+		if err != nil {
+			return nil, err
+		}
+		c.OnTx(r.table, cp, func(ctx context.Context, tx pgx.Tx, events []walex.Event) error {
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"walexbench_sink"}, []string{"event_id"}, pgx.CopyFromSlice(len(events), func(i int) ([]any, error) {
+				return []any{events[i].ID()}, nil
+			}))
+			return err
+		}, walex.WithName("sink"))
+		// Counted once committed: middleware runs around the transaction.
+		c.Use(func(next walex.Handler) walex.Handler {
+			return func(ctx context.Context, events []walex.Event) error {
+				if err := next(ctx, events); err != nil {
+					return err
+				}
+				return h(ctx, events)
+			}
+		})
+	} else {
+		c.OnInsert(r.table, h)
+		c.OnUpdate(r.table, h)
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -396,6 +437,20 @@ func (r *reader) runWalex(ctx context.Context) (*readerResult, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	return r.result(logs.proto(), 0), nil
+}
+
+// sink returns a pool on the reader's database with an empty table
+// walexbench_sink for kindWalexTx.
+func (r *reader) sink(ctx context.Context) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.New(ctx, r.url)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := pool.Exec(ctx, `DROP TABLE IF EXISTS walexbench_sink, walexbench_checkpoints; CREATE UNLOGGED TABLE walexbench_sink (event_id text NOT NULL)`); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("sink table: %w", err)
+	}
+	return pool, nil
 }
 
 // protoLog passes warnings and errors on and remembers the protocol

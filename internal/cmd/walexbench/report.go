@@ -40,7 +40,7 @@ func (r *workloadResult) medianRate(kind string) float64 {
 func (r *workloadResult) bestRaw() (string, float64) {
 	best, rate := "", 0.0
 	for _, k := range r.readers {
-		if k == kindWalex {
+		if isWalex(k) {
 			continue
 		}
 		if m := r.medianRate(k); m > rate {
@@ -54,12 +54,12 @@ func (r *workloadResult) print(w io.Writer) {
 	fmt.Fprintf(w, "%s: %s\n", r.w.name, r.desc)
 	fmt.Fprintf(w, "    %s events per reader, written in %s (%s); %d run(s) per reader\n\n",
 		thousands(r.events), r.write.Round(time.Millisecond), r.note, r.runs)
-	fmt.Fprintf(w, "    %-7s %-13s %12s  %-25s %8s %9s %10s %11s", "reader", "protocol", "events/s", "(min … max)", "walex/", "peak RSS", "CPU s per", "first event")
+	fmt.Fprintf(w, "    %-8s %-13s %12s  %-25s %8s %9s %10s %11s", "reader", "protocol", "events/s", "(min … max)", "walex/", "peak RSS", "CPU s per", "first event")
 	if r.hasStats {
 		fmt.Fprintf(w, "  %s", "server spill / stream")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "    %-7s %-13s %12s  %-25s %8s %9s %10s %11s", "", "", "median", "", "best raw", "MB (max)", "M events", "(median)")
+	fmt.Fprintf(w, "    %-8s %-13s %12s  %-25s %8s %9s %10s %11s", "", "", "median", "", "best raw", "MB (max)", "M events", "(median)")
 	if r.hasStats {
 		fmt.Fprintf(w, "  %s", "MB (median)")
 	}
@@ -72,13 +72,13 @@ func (r *workloadResult) print(w io.Writer) {
 		}
 		rates := collect(ss, sample.rate)
 		ratio := "—"
-		if k == kindWalex && best > 0 {
+		if isWalex(k) && best > 0 {
 			ratio = fmt.Sprintf("%.2f", median(rates)/best)
 		}
 		rss := slices.Max(collect(ss, func(s sample) float64 { return float64(s.maxRSS) / 1e6 }))
 		cpu := median(collect(ss, func(s sample) float64 { return s.cpu.Seconds() / float64(s.res.Events) * 1e6 }))
 		first := time.Duration(median(collect(ss, func(s sample) float64 { return float64(s.res.First) })))
-		fmt.Fprintf(w, "    %-7s %-13s %12s  %-25s %8s %9.1f %10.2f %11s", k, ss[0].res.Proto, thousands(int64(median(rates))),
+		fmt.Fprintf(w, "    %-8s %-13s %12s  %-25s %8s %9.1f %10.2f %11s", k, ss[0].res.Proto, thousands(int64(median(rates))),
 			"("+thousands(int64(slices.Min(rates)))+" … "+thousands(int64(slices.Max(rates)))+")",
 			ratio, rss, cpu, fmtDur(first))
 		if r.hasStats {
