@@ -27,6 +27,22 @@ const (
 	copyBatchSize = 20 // MaxBatchEvents of the consumer: transactions come in chunks
 )
 
+// checkpointer returns a pool on url, closed when the test ends, and a
+// PostgresCheckpointer on it that keeps positions in table.
+func checkpointer(t *testing.T, url, table string) (*pgxpool.Pool, *walex.PostgresCheckpointer) {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	cp, err := walex.NewPostgresCheckpointer(pool, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool, cp
+}
+
 // applyCopy applies events of table src to table dst, journalling each
 // event's ID in table applied; a statement that does not change exactly
 // one row is an error.
@@ -80,15 +96,7 @@ func TestHelperTxConsumer(t *testing.T) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	pool, err := pgxpool.New(ctx, copyURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	cp, err := walex.NewPostgresCheckpointer(pool, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cp := checkpointer(t, copyURL, "")
 	c, err := walex.New(walex.Config{URL: os.Getenv(helperURLEnv), Name: "copy", Publication: "pub", Subscriptions: []string{"src"},
 		DurableSlot: true, MaxBatchEvents: copyBatchSize, StatusInterval: 50 * time.Millisecond,
 		RetryPolicy: walex.RetryPolicy{MaxAttempts: 3, InitialDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
@@ -266,15 +274,7 @@ func TestOnTxSnapshot(t *testing.T) {
 	srcURL := testDB(t, copySrcSetup+`INSERT INTO src SELECT i, i, repeat('x', 10) FROM generate_series(1, 2000) i;`)
 	copyURL := testDB(t, copySetup)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, copyURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	cp, err := walex.NewPostgresCheckpointer(pool, "public.ckpt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, cp := checkpointer(t, copyURL, "public.ckpt")
 	stored := func() walex.Position {
 		tx, err := pool.Begin(ctx)
 		if err != nil {
@@ -348,15 +348,7 @@ func TestOnTxRegistration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pgxpool.New(context.Background(), "postgres://localhost/db") // connects lazily
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	cp, err := walex.NewPostgresCheckpointer(pool, "app.checkpoints")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, cp := checkpointer(t, "postgres://localhost/db", "app.checkpoints") // the pool connects lazily
 	h := func(context.Context, pgx.Tx, []walex.Event) error { return nil }
 	c.OnTx(walex.AllTables, cp, h, walex.WithName("all"))
 	c.OnTx("t", cp, h, walex.WithFilters(walex.Filters{UnwatchedFields: []string{"a"}}))

@@ -25,6 +25,7 @@ type flow struct {
 	// an earlier position (an acknowledgement the server did not get, a
 	// server crash) compares with the descriptions as of that position.
 	seen    map[uint32]*decoder.Relation
+	dirty   bool // seen changed since the last finished transaction
 	history []shapeState
 	trimmed bool // history lost its oldest entries
 	// positions are the transactional handlers' stored positions, loaded
@@ -58,6 +59,7 @@ func (f *flow) reconnect(start LSN) {
 	if f.seen == nil {
 		f.seen = map[uint32]*decoder.Relation{}
 	}
+	f.dirty = false
 	f.positions = map[*registration]storedPos{}
 }
 
@@ -78,13 +80,10 @@ func (f *flow) shapesAt(lsn LSN) map[uint32]*decoder.Relation {
 // acked records that the dispatch of the transaction that ends at end
 // finished.
 func (f *flow) acked(end LSN) {
-	var last map[uint32]*decoder.Relation
-	if n := len(f.history); n > 0 {
-		last = f.history[n-1].shapes
-	}
-	if maps.Equal(f.seen, last) || (len(f.seen) == 0 && last == nil) {
+	if !f.dirty {
 		return
 	}
+	f.dirty = false
 	if len(f.history) == maxShapeHistory {
 		f.history = slices.Delete(f.history, 0, 1)
 		f.trimmed = true
@@ -154,8 +153,11 @@ func (c *Client) markCall(f *flow, b *decoder.Batch, m *decoder.Mark) func(conte
 	case decoder.OpRelation:
 		rel := m.Relation
 		prev := f.seen[rel.ID]
-		f.seen[rel.ID] = rel
-		if prev == nil || sameShape(prev, rel) || !c.isSubscribed(rel.Schema, rel.Name) {
+		if prev != nil && sameShape(prev, rel) {
+			return nil // described again (a new connection): nothing changed
+		}
+		f.seen[rel.ID], f.dirty = rel, true
+		if prev == nil || !c.isSubscribed(rel.Schema, rel.Name) {
 			return nil
 		}
 		before, after := columnsOf(prev), columnsOf(rel)

@@ -101,7 +101,7 @@ func (g *registry) addMessage(prefix string, h MessageHandler, opts []Option) {
 	if prefix == "" {
 		panic("walex: OnMessage(\"\"): empty prefix (use AllMessages for every prefix)")
 	}
-	if strings.HasPrefix(prefix, reservedPrefix) {
+	if isReserved(prefix) {
 		panic(fmt.Sprintf("walex: OnMessage(%q): prefixes beginning with %q are walex's own and never delivered", prefix, reservedPrefix))
 	}
 	r := &msgRegistration{prefix: prefix, handler: h, name: optionName("OnMessage", prefix, opts)}
