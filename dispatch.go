@@ -174,7 +174,7 @@ func (c *Client) markCall(f *flow, b *decoder.Batch, m *decoder.Mark) func(conte
 					continue
 				}
 				err := c.retry(ctx, cfg.RetryPolicy, f, &callSite{schemaReg: r, sc: &sc},
-					func() error { return safeCall(func() error { return r.handler(ctx, sc) }) })
+					func(int) error { return safeCall(func() error { return r.handler(ctx, sc) }) })
 				if err != nil {
 					return err
 				}
@@ -198,7 +198,7 @@ func (c *Client) dispatchMessage(ctx context.Context, cfg *validated, f *flow, m
 			c.stats.messages.Add(1)
 		}
 		err := c.retry(ctx, cfg.RetryPolicy, f, &callSite{msgReg: r, msg: &m},
-			func() error { return safeCall(func() error { return r.handler(ctx, m) }) })
+			func(int) error { return safeCall(func() error { return r.handler(ctx, m) }) })
 		if err != nil {
 			return err
 		}
@@ -237,7 +237,7 @@ func (c *Client) dispatchEvents(ctx context.Context, cfg *validated, f *flow, ev
 			inner = r.txHandler(f, cfg)
 		}
 		err := c.retry(ctx, cfg.RetryPolicy, f, &callSite{reg: r, events: sel},
-			func() error { return r.call(ctx, mw, inner, sel) })
+			func(attempt int) error { return r.call(ctx, mw, inner, sel, attempt) })
 		if err != nil {
 			return err
 		}
@@ -306,12 +306,12 @@ func (s *callSite) describe() (handler, table, id string, arg any) {
 
 // retry calls fn with retries under policy; it returns a *HandlerError
 // once the policy is exhausted, or ctx's error.
-func (c *Client) retry(ctx context.Context, policy RetryPolicy, f *flow, site *callSite, fn func() error) error {
+func (c *Client) retry(ctx context.Context, policy RetryPolicy, f *flow, site *callSite, fn func(attempt int) error) error {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err // the session ended: no handler starts
 		}
-		err := fn()
+		err := fn(attempt)
 		if f.observe != nil {
 			handler, table, _, arg := site.describe()
 			f.observe(kit.Call{Handler: handler, Table: table, Attempt: attempt, Arg: arg, Err: err})

@@ -51,14 +51,20 @@ type registration struct {
 
 func (r *registration) wants(t EventType) bool { return r.types == nil || slices.Contains(r.types, t) }
 
+// method returns the name of the method that registered r.
+func (r *registration) method() string {
+	switch {
+	case r.cp != nil:
+		return "OnTx"
+	case len(r.types) == 1:
+		return map[EventType]string{Insert: "OnInsert", Update: "OnUpdate", Delete: "OnDelete", Truncate: "OnTruncate", Read: "OnRead"}[r.types[0]]
+	}
+	return "OnEvent"
+}
+
 // String describes the value for logs.
 func (r *registration) String() string {
-	method := "OnEvent"
-	if r.cp != nil {
-		method = "OnTx"
-	} else if len(r.types) == 1 {
-		method = map[EventType]string{Insert: "OnInsert", Update: "OnUpdate", Delete: "OnDelete", Truncate: "OnTruncate", Read: "OnRead"}[r.types[0]]
-	}
+	method := r.method()
 	table := AllTables
 	if !r.all {
 		table = r.table.String()
@@ -138,8 +144,12 @@ func funcName(f any) string {
 }
 
 // call runs one handler call: middleware around the handler, then the
-// functions; panics become errors.
-func (r *registration) call(ctx context.Context, mw []func(Handler) Handler, inner Handler, events []Event) error {
+// functions; panics become errors. With middleware, ctx carries the call
+// (see CallInfoFrom).
+func (r *registration) call(ctx context.Context, mw []func(Handler) Handler, inner Handler, events []Event, attempt int) error {
+	if len(mw) > 0 {
+		ctx = context.WithValue(ctx, callInfoKey{}, &callInfo{reg: r, attempt: attempt})
+	}
 	h := Handler(func(ctx context.Context, events []Event) error {
 		if err := inner(ctx, events); err != nil {
 			return err
