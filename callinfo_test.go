@@ -19,7 +19,7 @@ func TestCallInfo(t *testing.T) {
 	}
 	c, err := walex.New(walex.Config{URL: "postgres://localhost/app", Name: "info", Publication: "pub", Subscriptions: []string{"users"},
 		RetryPolicy: walex.RetryPolicy{MaxAttempts: 3, InitialDelay: time.Millisecond, MaxDelay: time.Millisecond},
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger:      slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
