@@ -67,8 +67,9 @@
 // # Alerts
 //
 // The lag is the WAL that the server keeps for the client and that the
-// client has not finished: it grows when handlers are slow or failing, or
-// when the client is down (with a durable slot). Sample rules:
+// client has not finished (0 until the first acknowledgement): it grows
+// when handlers are slow or failing, or the stream carries more than they
+// keep up with. Sample rules:
 //
 //	groups:
 //	  - name: walex
@@ -89,6 +90,8 @@
 //
 // The lag is measured from the client's side: while it is disconnected,
 // walex_lag_bytes holds its last value, so alert on walex_connected as
-// well (and, for a durable slot, on the server's own view:
-// pg_replication_slots.confirmed_flush_lsn against pg_current_wal_lsn()).
+// well; a process that is down exports nothing, which
+// absent(walex_connected{client="myapp"}) catches. For a durable slot,
+// the server's own view is pg_replication_slots.confirmed_flush_lsn
+// against pg_current_wal_lsn().
 package walexprom
