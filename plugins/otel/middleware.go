@@ -87,7 +87,7 @@ func (m *middleware) wrap(next walex.Handler) walex.Handler {
 }
 
 // errGoexit stands for a handler that neither returned nor panicked.
-var errGoexit = fmt.Errorf("walexotel: the handler did not return (runtime.Goexit)")
+var errGoexit = errors.New("walexotel: the handler did not return (runtime.Goexit)")
 
 // spanName is the name of a call's span: low-cardinality, the
 // registration's method and table ("walex OnInsert public.users").

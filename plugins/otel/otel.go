@@ -40,8 +40,8 @@ type Options struct {
 //
 // Call it once per client, before Run, next to the other Use calls: the
 // middleware wraps the middleware installed after it, so install it
-// first for the span to cover them. It is safe to call while Run runs;
-// the calls from then on are traced.
+// first for the span to cover them. Called while Run runs, it traces the
+// calls of the transactions that start after it.
 //
 // shutdown unregisters the callback and turns the middleware into a
 // pass-through (a walex client cannot remove middleware). It does not
@@ -49,7 +49,7 @@ type Options struct {
 // instrument could not be created; nothing is installed then.
 func Instrument(c *walex.Client, opts Options) (shutdown func() error, err error) {
 	if c == nil {
-		return nil, errors.New("walexotel: Instrument: nil client")
+		return nil, errors.New("walexotel: Instrument: nil *walex.Client: pass the client walex.New returned")
 	}
 	tp, mp := opts.TracerProvider, opts.MeterProvider
 	if tp == nil {
