@@ -241,6 +241,9 @@ func TestRetrySpans(t *testing.T) {
 	if first.Status().Code != codes.Error || first.Status().Description != "boom" {
 		t.Errorf("first span: status %+v, want error boom", first.Status())
 	}
+	if got := attrs(first)["error.type"].AsString(); got != "*errors.errorString" {
+		t.Errorf("first span: error.type %q, want *errors.errorString", got)
+	}
 	if evs := first.Events(); len(evs) != 1 || evs[0].Name != "exception" {
 		t.Errorf("first span: events %+v, want one exception", evs)
 	}
