@@ -23,6 +23,9 @@ func TestCallInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.Name() != "info" {
+		t.Errorf("Name() = %q, want the Config.Name", c.Name())
+	}
 	var seen []walex.CallInfo
 	c.Use(func(next walex.Handler) walex.Handler {
 		return func(ctx context.Context, events []walex.Event) error {

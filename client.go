@@ -54,6 +54,11 @@ func (c *Client) config() *validated {
 	return c.cfg
 }
 
+// Name returns Config.Name, the application name the client was
+// configured with (as of the last UpdateConfig). Metrics and tracing
+// plugins label a client with it.
+func (c *Client) Name() string { return c.config().Name }
+
 // logger is the configured logger (UpdateConfig may replace it).
 func (c *Client) logger() *slog.Logger { return c.config().Logger }
 

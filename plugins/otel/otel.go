@@ -60,7 +60,7 @@ func Instrument(c *walex.Client, opts Options) (shutdown func() error, err error
 	}
 	name := opts.Client
 	if name == "" {
-		name = clientName(c)
+		name = c.Name()
 	}
 	meter := mp.Meter(ScopeName, metric.WithInstrumentationVersion(walex.Version))
 	calls, err := newCallMetrics(meter, name)
@@ -88,11 +88,3 @@ func Instrument(c *walex.Client, opts Options) (shutdown func() error, err error
 	}, nil
 }
 
-// clientName reads c's Config.Name. A Client has no accessor for its
-// configuration; UpdateConfig hands its function a copy of it, and a
-// function that changes nothing leaves the configuration as it was.
-func clientName(c *walex.Client) string {
-	var name string
-	_ = c.UpdateConfig(func(cfg *walex.Config) { name = cfg.Name })
-	return name
-}

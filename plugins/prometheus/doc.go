@@ -16,7 +16,7 @@
 //	c, err := walex.New(cfg)
 //	...
 //	reg := prometheus.NewRegistry()
-//	if _, err := walexprom.Instrument(c, reg, walexprom.Options{Client: cfg.Name}); err != nil {
+//	if _, err := walexprom.Instrument(c, reg, walexprom.Options{}); err != nil {
 //		return err
 //	}
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -24,7 +24,7 @@ func ExampleInstrument() {
 	c.OnInsert("users", func(ctx context.Context, events []walex.Event) error { return nil })
 
 	reg := prometheus.NewRegistry()
-	if _, err := walexprom.Instrument(c, reg, walexprom.Options{Client: cfg.Name}); err != nil {
+	if _, err := walexprom.Instrument(c, reg, walexprom.Options{}); err != nil {
 		log.Fatal(err)
 	}
 	mux := http.NewServeMux()

@@ -11,8 +11,8 @@ import (
 // Options configure the metrics of one walex Client.
 type Options struct {
 	// Client is the value of the constant label "client" on every metric,
-	// which tells the clients of one process apart. Required; the
-	// client's Config.Name is the natural choice.
+	// which tells the clients of one process apart. Default: the
+	// client's Config.Name (Client.Name).
 	Client string
 	// DurationBuckets are the upper bounds, in seconds, of the buckets of
 	// walex_handler_duration_seconds, strictly increasing. Default:
@@ -54,14 +54,13 @@ type Metrics struct {
 var (
 	// ErrNoClient: New or Instrument was given a nil *walex.Client.
 	ErrNoClient = errors.New("walexprom: nil *walex.Client: pass the client whose metrics to export")
-	// ErrNoClientLabel: Options.Client is empty.
-	ErrNoClientLabel = errors.New("walexprom: Options.Client is empty: set it to a name for the client, such as its Config.Name")
 	// ErrBadBuckets: Options.DurationBuckets or EventBuckets are not
 	// strictly increasing.
 	ErrBadBuckets = errors.New("walexprom: histogram buckets must be strictly increasing")
 )
 
-// New returns the metrics of c, labelled client=opts.Client. Nothing is
+// New returns the metrics of c, labelled client=opts.Client (default
+// c.Name()). Nothing is
 // registered or installed: register the result with a
 // prometheus.Registerer and install its Middleware with c.Use, or call
 // Instrument, which does both.
@@ -70,7 +69,7 @@ func New(c *walex.Client, opts Options) (*Metrics, error) {
 		return nil, ErrNoClient
 	}
 	if opts.Client == "" {
-		return nil, ErrNoClientLabel
+		opts.Client = c.Name()
 	}
 	durations, err := buckets("DurationBuckets", opts.DurationBuckets, defaultDurationBuckets)
 	if err != nil {

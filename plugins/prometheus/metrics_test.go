@@ -103,10 +103,11 @@ var statsNames = []string{
 }
 
 // TestIdle: a client that is not running exports every Stats metric at
-// zero, no snapshot series and no handler observations.
+// zero, no snapshot series and no handler observations, labelled with
+// the client's Config.Name by default.
 func TestIdle(t *testing.T) {
 	c := newClient(t)
-	m, err := walexprom.New(c, walexprom.Options{Client: "app"})
+	m, err := walexprom.New(c, walexprom.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +324,6 @@ func TestOptionsErrors(t *testing.T) {
 		want error
 	}{
 		"nil client":         {nil, walexprom.Options{Client: "app"}, walexprom.ErrNoClient},
-		"no client label":    {c, walexprom.Options{}, walexprom.ErrNoClientLabel},
 		"unsorted durations": {c, walexprom.Options{Client: "app", DurationBuckets: []float64{1, 0.5}}, walexprom.ErrBadBuckets},
 		"repeated events":    {c, walexprom.Options{Client: "app", EventBuckets: []float64{1, 2, 2}}, walexprom.ErrBadBuckets},
 	} {
