@@ -126,7 +126,10 @@ func (p *Publisher) createStream(ctx context.Context) error {
 	}
 	e := &PublishError{Stream: p.o.Stream.Name, Err: err}
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 {
+	// JetStream answers a configuration it refuses with an API error
+	// (code 400 or 500, depending on the check); 503 and 408 say that it
+	// is not ready or too busy, which passes.
+	if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.Code != 408 {
 		e.Kind = ErrStreamConfig
 	}
 	return e

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -264,4 +265,13 @@ func describe(perID map[string]int) string {
 		}
 	}
 	return fmt.Sprintf("%d distinct ids, %d duplicates", len(perID), dups)
+}
+
+// exampleDir makes a temporary directory for an example's NATS store.
+func exampleDir() (string, func()) {
+	dir, err := os.MkdirTemp("", "walex-nats-example-*")
+	if err != nil {
+		panic(err)
+	}
+	return dir, func() { _ = os.RemoveAll(dir) }
 }
