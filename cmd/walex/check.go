@@ -102,7 +102,7 @@ func runCheck(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.usageError(fs, "%v", err)
 	}
-	d, err := tgt.connect(ctx, "walex check")
+	d, err := tgt.connect(ctx, "catalog queries")
 	if err != nil {
 		fmt.Fprintf(c.stderr, "walex check: %v\n", err)
 		return exitUsage

@@ -67,7 +67,10 @@ func (b *syncBuffer) String() string {
 
 // fakeTerminal is a stream that reports itself as a terminal, as an
 // *os.File on a tty does.
-type fakeTerminal struct{ io.Reader }
+type fakeTerminal struct {
+	io.Reader
+	io.Writer
+}
 
 func (fakeTerminal) Stat() (os.FileInfo, error) { return charDevice{}, nil }
 

@@ -90,7 +90,7 @@ func runSlots(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.usageError(fs, "%v", err)
 	}
-	d, err := tgt.connect(ctx, "walex slots")
+	d, err := tgt.connect(ctx, "catalog queries")
 	if err != nil {
 		fmt.Fprintf(c.stderr, "walex slots: %v\n", err)
 		return exitFailure

@@ -116,7 +116,7 @@ func runTail(ctx context.Context, c *cli, args []string) int {
 		DurableSlot:       f.durable,
 		SlotName:          f.slot,
 		CreatePublication: f.createPublication,
-		Logger:            slog.New(slog.NewTextHandler(&scrubWriter{w: c.stderr, t: tgt}, &slog.HandlerOptions{Level: level})),
+		Logger:            slog.New(&quietStop{slog.NewTextHandler(&scrubWriter{w: c.stderr, t: tgt}, &slog.HandlerOptions{Level: level})}),
 	}
 	if f.snapshot {
 		cfg.Snapshot = walex.SnapshotInitial
@@ -191,6 +191,23 @@ type outputError struct{ err error }
 func (e *outputError) Error() string   { return "write the events: " + e.err.Error() }
 func (e *outputError) Unwrap() error   { return e.err }
 func (e *outputError) Permanent() bool { return true }
+
+// quietStop leaves out walex's "stopped" record: Run returns the same
+// error, which walex tail prints as its last line.
+type quietStop struct{ slog.Handler }
+
+func (q *quietStop) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelError && r.Message == "walex: stopped" {
+		return nil
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q *quietStop) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &quietStop{q.Handler.WithAttrs(attrs)}
+}
+
+func (q *quietStop) WithGroup(name string) slog.Handler { return &quietStop{q.Handler.WithGroup(name)} }
 
 // scrubWriter takes passwords out of what walex logs (it never logs them
 // itself; this covers driver and server messages it passes on).
