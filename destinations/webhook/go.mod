@@ -2,6 +2,19 @@ module github.com/walex-go/walex/destinations/webhook
 
 go 1.26
 
-require github.com/walex-go/walex v0.0.0-00010101000000-000000000000
+require (
+	github.com/jackc/pgx/v5 v5.12.0
+	github.com/walex-go/walex v0.0.0-00010101000000-000000000000
+)
+
+require (
+	github.com/jackc/pgio v1.0.0 // indirect
+	github.com/jackc/pglogrepl v0.0.0-20251213150135-2e8d0df862c1 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	golang.org/x/sync v0.22.0 // indirect
+	golang.org/x/text v0.41.0 // indirect
+)
 
 replace github.com/walex-go/walex => ../..
