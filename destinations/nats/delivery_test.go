@@ -115,7 +115,10 @@ func TestNATSServerRestart(t *testing.T) {
 	url, conn := setupTable(t)
 	ns := startNATS(t, nil)
 	_, js := ns.connect(t, nil)
-	p, err := walexnats.New(js, walexnats.Options{CreateStream: true, AckTimeout: 2 * time.Second})
+	// An acknowledgement timeout shorter than the outage: a call made
+	// while the server is down fails (instead of waiting in the client's
+	// reconnect buffer), and walex retries it.
+	p, err := walexnats.New(js, walexnats.Options{CreateStream: true, AckTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,13 +143,13 @@ func TestNATSServerRestart(t *testing.T) {
 				written <- err
 				return
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(3 * time.Millisecond)
 		}
 		written <- nil
 	}()
 	for i, at := range []int{rows / 4, rows / 2} {
 		waitFor(t, 30*time.Second, strconv.Itoa(at)+" rows in the stream", runErr, func() bool { return streamMsgs(t, js, "WALEX") >= at })
-		ns.restart(300 * time.Millisecond)
+		ns.restart(500 * time.Millisecond)
 		t.Logf("restart %d done", i+1)
 	}
 	if err := <-written; err != nil {

@@ -97,7 +97,9 @@ func runWorkload(ctx context.Context, srv *pgtest.Server, js jetstream.JetStream
 			return nil, err
 		}
 	}
-	slot := func(run int, reader string) string { return fmt.Sprintf("%s_%s_r%d", strings.ToLower(name), reader, run) }
+	slot := func(run int, reader string) string {
+		return fmt.Sprintf("%s_%s_r%d", strings.ToLower(name), reader, run)
+	}
 	for run := 1; run <= o.runs; run++ {
 		for _, reader := range []string{readerNoop, readerJS} {
 			if _, err := conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot(run, reader)); err != nil {

@@ -24,7 +24,7 @@ const (
 		SELECT md5(i::text), round((random() * 100000)::numeric, 2), now() + i * interval '1 second',
 		       jsonb_build_object('k', i, 'tag', 'x', 'ok', true)
 		FROM generate_series(1, $1) AS i`
-	w2Insert = `INSERT INTO w2 (t, n, ts, j) VALUES (md5(random()::text), round((random() * 100000)::numeric, 2), now(), jsonb_build_object('k', :client_id::int, 'tag', 'x', 'ok', true));` + "\n"
+	w2Insert  = `INSERT INTO w2 (t, n, ts, j) VALUES (md5(random()::text), round((random() * 100000)::numeric, 2), now(), jsonb_build_object('k', :client_id::int, 'tag', 'x', 'ok', true));` + "\n"
 	w2Clients = 4
 	w2Threads = 2
 )
