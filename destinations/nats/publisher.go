@@ -71,7 +71,7 @@ func (p *Publisher) Handle(ctx context.Context, events []walex.Event) error {
 				return err
 			}
 		}
-		f, err := p.publish(&events[i])
+		f, err := p.publish(ctx, &events[i])
 		if err != nil {
 			return err
 		}
@@ -135,7 +135,7 @@ func (p *Publisher) message(e *walex.Event) (*natsgo.Msg, error) {
 }
 
 // publish publishes e without waiting for its acknowledgement.
-func (p *Publisher) publish(e *walex.Event) (inflight, error) {
+func (p *Publisher) publish(ctx context.Context, e *walex.Event) (inflight, error) {
 	m, err := p.message(e)
 	if err != nil {
 		return inflight{}, err
@@ -145,7 +145,7 @@ func (p *Publisher) publish(e *walex.Event) (inflight, error) {
 	// acknowledgements (WithPublishAsyncMaxPending) is lower than ours.
 	f.paf, err = p.js.PublishMsgAsync(m, jetstream.WithStallWait(p.o.AckTimeout))
 	if err != nil {
-		return inflight{}, p.publishError(context.Background(), f, err)
+		return inflight{}, p.publishError(ctx, f, err)
 	}
 	return f, nil
 }
