@@ -79,11 +79,11 @@ func runCheck(ctx context.Context, c *cli, args []string) int {
 	)
 	fs := c.newFlags("check")
 	conn.register(fs)
-	fs.StringVar(&pub, "publication", "", "the publication to check")
-	fs.StringVar(&tables, "tables", "", `the tables to check, comma-separated: users, app.todos, "Order Items" (default: the publication's)`)
+	fs.StringVar(&pub, "publication", "", "the publication `NAME` to check")
+	fs.StringVar(&tables, "tables", "", "the `TABLES` to check, comma-separated: users, app.todos, \"Order Items\" (default: the publication's)")
 	fs.BoolVar(&createPub, "create-publication", false, "walex is to create the publication or add tables to it (Config.CreatePublication): check that the role may")
-	fs.StringVar(&format, "format", "pretty", "pretty or json")
-	fs.Var(&color, "color", "auto (on a terminal, unless NO_COLOR is set), always or never")
+	fs.StringVar(&format, "format", "pretty", "`FORMAT`: pretty or json")
+	fs.Var(&color, "color", "`WHEN` to colour: auto (on a terminal, unless NO_COLOR is set), always or never")
 	pos, code, done := c.parse(fs, checkUsage, args)
 	if done {
 		return code

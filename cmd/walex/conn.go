@@ -26,7 +26,7 @@ const (
 type connFlags struct{ url string }
 
 func (f *connFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.url, "url", "", "the server: a postgres:// URL or a key=value DSN (default $DATABASE_URL, else the PG* variables)")
+	fs.StringVar(&f.url, "url", "", "the server: a postgres:// `URL` or a key=value DSN (default $DATABASE_URL, else the PG* variables)")
 }
 
 // target is where a command connects, with what it must never print.

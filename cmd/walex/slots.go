@@ -67,7 +67,7 @@ func runSlots(ctx context.Context, c *cli, args []string) int {
 	)
 	fs := c.newFlags("slots")
 	conn.register(fs)
-	fs.StringVar(&format, "format", "pretty", "pretty (an aligned table) or json")
+	fs.StringVar(&format, "format", "pretty", "`FORMAT`: pretty (an aligned table) or json")
 	fs.BoolVar(&yes, "yes", false, "slots drop: drop without asking")
 	pos, code, done := c.parse(fs, slotsUsage, args)
 	if done {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/walex-go/walex/internal/pgtest"
 )
 
 func TestSlotsListAndDrop(t *testing.T) {
@@ -111,5 +112,37 @@ func TestSlotsDropActive(t *testing.T) {
 	r = cliRun(t, exitOK, url, "slots")
 	if !strings.Contains(r.stdout, fmt.Sprintf("yes (pid %d)", conn.PID())) {
 		t.Errorf("walex slots does not show the active slot's pid %d:\n%s", conn.PID(), r.stdout)
+	}
+}
+
+// TestSlotsPostgres17 lists a slot on PostgreSQL 17 (fetched with npm if
+// needed), which adds inactive_since and failover, and checks the server.
+func TestSlotsPostgres17(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Version(t, 17)
+	url := srv.URL(srv.NewDatabase(t))
+	slot := "cli17_" + strings.TrimPrefix(dbName(url), "walex_test_")
+	exec(t, url, fmt.Sprintf(`SELECT pg_create_logical_replication_slot('%s', 'pgoutput')`, slot))
+
+	r := cliRun(t, exitOK, url, "slots")
+	if !strings.Contains(r.stdout, "INACTIVE_SINCE") || !strings.Contains(r.stdout, " ago)") || !strings.Contains(r.stdout, "FAILOVER") {
+		t.Errorf("walex slots on PostgreSQL 17 lacks inactive_since or failover:\n%s", r.stdout)
+	}
+	r = cliRun(t, exitOK, url, "slots", "--format", "json")
+	var slots []slotInfo
+	if err := json.Unmarshal([]byte(r.stdout), &slots); err != nil || len(slots) == 0 {
+		t.Fatalf("slots --format json: %v\n%s", err, r.stdout)
+	}
+	for _, s := range slots {
+		if s.Name == slot && (s.InactiveSince == "" || s.Failover == nil || *s.Failover) {
+			t.Errorf("slot %+v: want inactive_since set and failover false", s)
+		}
+	}
+	r = cliRun(t, exitOK, url, "check")
+	if testing.Verbose() {
+		t.Logf("walex slots, check on PostgreSQL 17:\n%s\n%s", cliRun(t, exitOK, url, "slots").stdout, r.stdout)
+	}
+	if !strings.Contains(r.stdout, "WARNING  slot "+slot) || !strings.Contains(r.stdout, "inactive for ") {
+		t.Errorf("walex check on PostgreSQL 17 does not report the inactive slot:\n%s", r.stdout)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -261,4 +262,40 @@ func TestPrettyFormat(t *testing.T) {
 	if got, _ := pp.format(ev, js); !strings.HasSuffix(got, "public.docs 0/0:0  cascade") {
 		t.Errorf("truncate: %q", got)
 	}
+}
+
+// TestTailDurableSnapshot: --snapshot prints the existing rows as read
+// events; --durable keeps the slot, so that a second run prints what was
+// committed in between.
+func TestTailDurableSnapshot(t *testing.T) {
+	t.Parallel()
+	url := tailSetup(t)
+	exec(t, url, `INSERT INTO todos VALUES (1, 'one'), (2, 'two')`)
+	slot := "cli_durable_" + strings.TrimPrefix(dbName(url), "walex_test_")
+	args := []string{"--publication", "events", "--tables", "todos", "--durable", "--slot", slot}
+
+	tr := startTail(t, url, nil, nil, append(args, "--snapshot")...)
+	got := tr.lines(t, tr.stdout.String, 2)
+	if code := tr.stop(t); code != exitOK {
+		t.Fatalf("exit %d; stderr: %s", code, tr.stderr.String())
+	}
+	for i, l := range got {
+		if !strings.Contains(l, `"type":"read"`) || !strings.Contains(l, `"id":`+strconv.Itoa(i+1)) {
+			t.Errorf("snapshot line %d: %q, want the read event of row %d", i, l, i+1)
+		}
+	}
+	if n := queryInt(t, url, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND NOT temporary`, slot); n != 1 {
+		t.Fatalf("durable slot %s: %d after the run, want 1", slot, n)
+	}
+
+	exec(t, url, `INSERT INTO todos VALUES (3, 'while away')`)
+	tr = startTail(t, url, nil, nil, args...)
+	got = tr.lines(t, tr.stdout.String, 1)
+	if code := tr.stop(t); code != exitOK {
+		t.Fatalf("exit %d; stderr: %s", code, tr.stderr.String())
+	}
+	if len(got) != 1 || !strings.Contains(got[0], `"type":"insert"`) || !strings.Contains(got[0], `"while away"`) {
+		t.Errorf("second run printed %q, want the insert made between the runs", got)
+	}
+	cliRun(t, exitOK, url, "slots", "drop", slot, "--yes")
 }
