@@ -18,23 +18,31 @@ func TestCheckReady(t *testing.T) {
 		`CREATE TABLE users (id int PRIMARY KEY, email text)`,
 		`CREATE TABLE todos (id int PRIMARY KEY, title text)`,
 		`ALTER TABLE todos REPLICA IDENTITY FULL`,
-		`CREATE PUBLICATION events FOR TABLE users, todos`)
+		`CREATE TABLE measurements (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`,
+		`CREATE TABLE measurements_2025 PARTITION OF measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`,
+		`CREATE PUBLICATION events FOR TABLE users, todos, measurements`,
+		`CREATE PUBLICATION empty`)
 
-	r := cliRun(t, exitOK, url, "check", "--publication", "events", "--tables", "users,todos")
+	r := cliRun(t, exitOK, url, "check", "--publication", "events", "--tables", "users,todos,measurements")
 	for _, want := range []string{
 		"OK       wal_level",
 		"OK       role",
 		"OK       replication connection",
 		"OK       publication events",
-		"publishes insert, update, delete, truncate of 2 tables (public.todos, public.users)",
+		"publishes insert, update, delete, truncate of 3 tables (public.measurements, public.todos, public.users)",
 		"OK       table public.users",
 		"primary key (id), REPLICA IDENTITY DEFAULT",
 		"REPLICA IDENTITY FULL",
+		"OK       table public.measurements       in publication events; partitioned",
+		"OK       table public.measurements_2025  in publication events; primary key (id, at)",
 		"Ready for walex",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	if testing.Verbose() {
+		t.Logf("output:\n%s", r.stdout)
 	}
 	if strings.Contains(r.stdout, "PROBLEM") || strings.Contains(r.stdout, "\x1b[") {
 		t.Errorf("a problem, or colours without a terminal:\n%s", r.stdout)
@@ -47,9 +55,14 @@ func TestCheckReady(t *testing.T) {
 		t.Fatalf("check --format json: %v\n%s", err, r.stdout)
 	}
 	if rep.Problems != 0 || !slices.ContainsFunc(rep.Findings, func(f finding) bool {
-		return f.Check == "tables" && f.Status == statusOK && strings.Contains(f.Message, "2 tables")
+		return f.Check == "tables" && f.Status == statusOK && strings.Contains(f.Message, "4 tables")
 	}) {
 		t.Errorf("check --format json: %+v", rep)
+	}
+
+	r = cliRun(t, exitOK, url, "check", "--publication", "empty")
+	if !strings.Contains(r.stdout, "WARNING  publication empty       publishes no tables") || !strings.Contains(r.stdout, `ALTER PUBLICATION "empty" ADD TABLE <schema.table>, ...;`) {
+		t.Errorf("check of an empty publication:\n%s", r.stdout)
 	}
 }
 

@@ -233,12 +233,16 @@ func (k *checker) checkPublication() {
 			missing = append(missing, op)
 		}
 	}
-	what, err := k.publishedSet(p)
+	what, empty, err := k.publishedSet(p)
 	if err != nil {
 		k.failed(check, err)
 		return
 	}
-	k.add(check, statusOK, fmt.Sprintf("publishes %s of %s", orNone(ops), what))
+	if empty {
+		k.add(check, statusWarning, "publishes no tables", "ALTER PUBLICATION "+sqlquote.Ident(k.pub)+" ADD TABLE "+k.tableList()+";")
+	} else {
+		k.add(check, statusOK, fmt.Sprintf("publishes %s of %s", orNone(ops), what))
+	}
 	if len(missing) > 0 {
 		k.add(check, statusWarning, fmt.Sprintf("does not publish %s: walex gets no such events", strings.Join(missing, ", ")),
 			"ALTER PUBLICATION "+sqlquote.Ident(k.pub)+" SET (publish = 'insert, update, delete, truncate');")
@@ -270,22 +274,24 @@ func (k *checker) tableList() string {
 	return strings.Join(names, ", ")
 }
 
-// publishedSet describes which tables the publication p lists.
-func (k *checker) publishedSet(p row) (string, error) {
+// publishedSet describes which tables the publication p lists; empty
+// reports that it lists none.
+func (k *checker) publishedSet(p row) (what string, empty bool, err error) {
 	if p.bool("puballtables") {
-		return "ALL TABLES", nil
+		return "ALL TABLES", false, nil
 	}
 	rows, err := k.d.query(k.ctx, `SELECT n.nspname, c.relname FROM pg_publication_rel pr
 		JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE pr.prpubid = $1 ORDER BY 1, 2`, p["oid"])
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	var names []string
 	for _, r := range rows {
 		names = append(names, r["nspname"]+"."+r["relname"])
 	}
-	what := plural(len(names), "table")
+	what = plural(len(names), "table")
+	empty = len(names) == 0
 	if len(names) > 0 {
 		what += " (" + truncateList(names, 10) + ")"
 	}
@@ -293,13 +299,14 @@ func (k *checker) publishedSet(p row) (string, error) {
 		rows, err := k.d.query(k.ctx, `SELECT n.nspname FROM pg_publication_namespace pn JOIN pg_namespace n ON n.oid = pn.pnnspid
 			WHERE pn.pnpubid = $1 ORDER BY 1`, p["oid"])
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		for _, r := range rows {
 			what += ", all tables in schema " + r["nspname"]
+			empty = false
 		}
 	}
-	return what, nil
+	return what, empty, nil
 }
 
 func truncateList(names []string, n int) string {

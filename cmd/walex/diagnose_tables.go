@@ -66,7 +66,7 @@ func (k *checker) checkTables() {
 			checked++
 		}
 	}
-	if len(k.findings) == before {
+	if len(k.findings) == before && checked > 0 {
 		k.add("tables", statusOK, fmt.Sprintf("%s of the publication checked: keys, replica identities and privileges are fine", plural(checked, "table")))
 	}
 }
