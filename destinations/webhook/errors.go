@@ -56,7 +56,7 @@ type StatusError struct {
 // Error implements the error interface.
 func (e *StatusError) Error() string {
 	var b strings.Builder
-	b.WriteString("webhook: the receiver answered ")
+	b.WriteString("the receiver answered ")
 	b.WriteString(e.Status)
 	if e.Body != "" {
 		b.WriteString(": ")
@@ -123,7 +123,11 @@ func (e *DeliveryError) Error() string {
 	if e.Events == 1 {
 		what = "event " + e.First
 	}
-	return fmt.Sprintf("webhook: batch %s (%s) to %s not delivered after %d attempts: %v", e.ID, what, e.URL, e.Attempts, e.Err)
+	attempts := fmt.Sprintf("%d attempts", e.Attempts)
+	if e.Attempts == 1 {
+		attempts = "1 attempt"
+	}
+	return fmt.Sprintf("webhook: batch %s (%s) to %s not delivered after %s: %v", e.ID, what, e.URL, attempts, e.Err)
 }
 
 // Unwrap returns the cause.

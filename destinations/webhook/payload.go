@@ -37,7 +37,7 @@ func encode(events []walex.Event) ([]byte, error) {
 	for i, e := range events {
 		b, err := json.Marshal(e)
 		if err != nil {
-			return nil, fmt.Errorf("webhook: cannot encode event %s as JSON: %w", e.ID(), err)
+			return nil, fmt.Errorf("cannot encode event %s as JSON: %w", e.ID(), err)
 		}
 		p.Events[i] = b
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -178,7 +179,7 @@ func (s *Sender) post(ctx context.Context, id string, body []byte) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.url, bytes.NewReader(body))
 	if err != nil {
-		return &permanentError{fmt.Errorf("webhook: cannot make a request to %s: %w", s.safeURL, err)}
+		return &permanentError{fmt.Errorf("cannot make a request: %w", err)}
 	}
 	for k, vs := range s.header {
 		req.Header[http.CanonicalHeaderKey(k)] = vs
@@ -217,19 +218,24 @@ func (s *Sender) post(ctx context.Context, id string, body []byte) error {
 
 // transportError describes a request that got no answer: a timeout of
 // the attempt, a certificate the client rejects (permanent), or a
-// connection error.
+// connection error. The *url.Error around it is dropped: its text holds
+// the whole URL, query included, which may carry a token.
 func (s *Sender) transportError(ctx, actx context.Context, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
 	switch {
 	case ctx.Err() != nil:
 		return err
 	case errors.Is(actx.Err(), context.DeadlineExceeded):
-		return fmt.Errorf("webhook: no answer from %s within %v (Options.Timeout): %w", s.safeURL, s.timeout, err)
+		return fmt.Errorf("no answer within %v (Options.Timeout): %w", s.timeout, err)
 	}
 	var cert *tls.CertificateVerificationError
 	if errors.As(err, &cert) {
-		return &permanentError{fmt.Errorf("webhook: the certificate of %s is not trusted: %w; fix the receiver's certificate or give Options.Client a transport that trusts it", s.safeURL, err)}
+		return &permanentError{fmt.Errorf("the receiver's certificate is not trusted: %w; fix the certificate or give Options.Client a transport that trusts it", err)}
 	}
-	return fmt.Errorf("webhook: cannot reach %s: %w", s.safeURL, err)
+	return fmt.Errorf("cannot reach the receiver: %w", err)
 }
 
 // wasDelivered reports whether a batch was delivered by an earlier

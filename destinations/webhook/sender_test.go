@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -194,7 +195,7 @@ func TestRetryTimeout(t *testing.T) {
 	if len(reqs) != 2 {
 		t.Fatalf("requests = %d, want 2", len(reqs))
 	}
-	if gap := reqs[1].at.Sub(reqs[0].at); gap < 200*time.Millisecond {
+	if gap := reqs[1].at.Sub(reqs[0].at); gap < 150*time.Millisecond { // 200ms, less the first request's way there
 		t.Errorf("second attempt %v after the first, want after the 200ms timeout", gap)
 	}
 	if a, b := reqs[0].header.Get(webhook.HeaderID), reqs[1].header.Get(webhook.HeaderID); a != b {
@@ -225,13 +226,16 @@ func TestConnectionErrors(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		secret := newSecret(t)
 		dead := httptest.NewServer(http.NotFoundHandler())
-		url := dead.URL
+		url := dead.URL + "/hooks?token=hunter2"
 		dead.Close()
 		s := newSender(t, webhook.Options{URL: url, Secret: secret, Retry: fastRetry(3)})
 		err := s.Send(context.Background(), testEvents(0x6000, 1))
 		var de *webhook.DeliveryError
 		if !errors.As(err, &de) || de.Attempts != 3 || walex.IsPermanent(err) || !strings.Contains(err.Error(), "cannot reach") {
 			t.Errorf("Send() = %v, want a transient DeliveryError after 3 attempts", err)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Send() = %q, shows the URL's query", err)
 		}
 	})
 	t.Run("closed", func(t *testing.T) {
@@ -254,6 +258,36 @@ func TestConnectionErrors(t *testing.T) {
 			t.Errorf("requests = %d, want 2", got)
 		}
 	})
+}
+
+func TestTLS(t *testing.T) {
+	secret := newSecret(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := webhook.Verify(secret, r.Header, mustRead(r), 0); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+		}
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	// A certificate the client does not trust: permanent, no retry.
+	s := newSender(t, webhook.Options{URL: srv.URL, Secret: secret, Retry: fastRetry(3)})
+	err := s.Send(context.Background(), testEvents(0x6200, 1))
+	var de *webhook.DeliveryError
+	if !errors.As(err, &de) || de.Attempts != 1 || !walex.IsPermanent(err) || !strings.Contains(err.Error(), "certificate is not trusted") {
+		t.Errorf("Send(untrusted certificate) = %v, want a permanent error after 1 attempt", err)
+	}
+	// With a client that trusts it: delivered.
+	s = newSender(t, webhook.Options{URL: srv.URL, Secret: secret, Client: srv.Client()})
+	if err := s.Send(context.Background(), testEvents(0x6200, 1)); err != nil {
+		t.Errorf("Send(trusted certificate) = %v", err)
+	}
+}
+
+func mustRead(r *http.Request) []byte {
+	b, _ := io.ReadAll(r.Body)
+	return b
 }
 
 func TestNoRetryOn4xx(t *testing.T) {
@@ -287,7 +321,7 @@ func TestNoRetryOn4xx(t *testing.T) {
 			if !walex.IsPermanent(err) {
 				t.Errorf("walex.IsPermanent(%v) = false, want true", err)
 			}
-			if !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), "after 1 attempts") {
+			if !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), "after 1 attempt:") {
 				t.Errorf("Send() = %q, want it to say %q", err, tc.says)
 			}
 			if len(se.Body) > 260 {
