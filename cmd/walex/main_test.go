@@ -85,16 +85,26 @@ func newDB(t *testing.T) string {
 	return srv.URL(srv.NewDatabase(t))
 }
 
+// connect opens a connection to url, closed by done.
+func connect(t testing.TB, url string) (ctx context.Context, conn *pgx.Conn, done func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return ctx, conn, func() {
+		conn.Close(context.Background())
+		cancel()
+	}
+}
+
 // exec runs SQL statements on url.
 func exec(t testing.TB, url string, sql ...string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	ctx, conn, done := connect(t, url)
+	defer done()
 	for _, s := range sql {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -105,13 +115,8 @@ func exec(t testing.TB, url string, sql ...string) {
 // queryInt runs a query that returns one integer.
 func queryInt(t testing.TB, url, sql string, args ...any) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	ctx, conn, done := connect(t, url)
+	defer done()
 	var n int
 	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", sql, err)
