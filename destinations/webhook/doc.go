@@ -19,8 +19,7 @@
 //	c, err := walex.New(walex.Config{
 //		URL: dbURL, Name: "orders-hook", Publication: "events",
 //		Subscriptions: []string{"orders"},
-//		DurableSlot:   true,                               // at least once across restarts
-//		RetryPolicy:   walex.RetryPolicy{MaxAttempts: -1}, // wait out a receiver's outage
+//		DurableSlot:   true, // at least once across restarts
 //	})
 //	...
 //	c.OnEvent(walex.AllTables, s.Handler())
@@ -72,21 +71,28 @@
 // signature. When the attempts are spent, the handler returns a
 // [*DeliveryError] that is not permanent, and walex's Config.RetryPolicy
 // takes over: it calls the handler again after its own backoff, and the
-// batches of the call that were already delivered are skipped. Nothing
-// is acknowledged to PostgreSQL meanwhile, so the stream waits and no
-// change is lost. When walex's policy runs out too, Run returns a
-// *walex.HandlerError; for a receiver that may be down for long, set
-// Config.RetryPolicy.MaxAttempts to -1 (retry until the context ends)
-// and use a durable slot.
+// batches of the call that were already delivered are skipped. When
+// walex's policy runs out too, Run returns a *walex.HandlerError. Nothing
+// is acknowledged to PostgreSQL meanwhile, so no change is lost: with a
+// durable slot, the next Run delivers the transaction again.
+//
+// To wait out a receiver's outage of any length instead, set
+// Options.Retry.MaxAttempts to -1: the sender then retries transient
+// failures until the handler's context ends, the stream pauses (walex
+// keeps the replication connection alive meanwhile), and each retry is
+// logged to [Options.Logger]. Keep walex's Config.RetryPolicy finite, so
+// that a permanent failure still ends Run.
 //
 // Permanent: any other answer (400, 401, 403, 404, 410, 422, a redirect,
-// which is not followed, ...). Sending the same request again cannot
-// help, so the sender does not retry: the handler returns a
+// which is not followed, ...), a certificate the client does not trust,
+// or an event that cannot be encoded. Sending the same request again
+// cannot help, so the sender does not retry: the handler returns a
 // [*DeliveryError] wrapping a [*StatusError] whose Permanent method
-// reports true, with the status, the start of the response body, and what
-// to do. walex reports it as a *walex.HandlerError from Run, with nothing
-// from that transaction on acknowledged: fix the receiver and run again,
-// and the transaction is delivered again.
+// reports true (walex.IsPermanent), with the status, the start of the
+// response body, and what to do. Run ends with a *walex.HandlerError that
+// wraps it (after at most Config.RetryPolicy.MaxAttempts calls, one
+// request each), with nothing from that transaction on acknowledged: fix
+// the receiver and run again, and the transaction is delivered again.
 //
 // When the handler's context ends (Run stopping), the sender stops at
 // once, in a request or in a wait.

@@ -123,11 +123,13 @@ func (e *DeliveryError) Error() string {
 	if e.Events == 1 {
 		what = "event " + e.First
 	}
-	attempts := fmt.Sprintf("%d attempts", e.Attempts)
-	if e.Attempts == 1 {
-		attempts = "1 attempt"
+	switch e.Attempts {
+	case 0:
+		return fmt.Sprintf("webhook: batch %s (%s) to %s cannot be sent: %v", e.ID, what, e.URL, e.Err)
+	case 1:
+		return fmt.Sprintf("webhook: batch %s (%s) to %s not delivered after 1 attempt: %v", e.ID, what, e.URL, e.Err)
 	}
-	return fmt.Sprintf("webhook: batch %s (%s) to %s not delivered after %s: %v", e.ID, what, e.URL, attempts, e.Err)
+	return fmt.Sprintf("webhook: batch %s (%s) to %s not delivered after %d attempts: %v", e.ID, what, e.URL, e.Attempts, e.Err)
 }
 
 // Unwrap returns the cause.

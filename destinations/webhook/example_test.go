@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +22,8 @@ func ExampleNew() {
 		URL:                 "https://orders.example.com/hooks/walex",
 		Secret:              os.Getenv("WEBHOOK_SECRET"), // whsec_..., shared with the receiver
 		MaxEventsPerRequest: 500,
+		Retry:               webhook.RetryPolicy{MaxAttempts: -1}, // wait out the receiver's outages
+		Logger:              slog.Default(),                       // a warning per retry
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -28,8 +31,7 @@ func ExampleNew() {
 	c, err := walex.New(walex.Config{
 		URL: os.Getenv("DATABASE_URL"), Name: "orders-hook", Publication: "events",
 		Subscriptions: []string{"orders", "order_lines"},
-		DurableSlot:   true,                               // redeliver after a restart
-		RetryPolicy:   walex.RetryPolicy{MaxAttempts: -1}, // wait out the receiver's outages
+		DurableSlot:   true, // redeliver after a restart
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -42,7 +42,6 @@ type Sender struct {
 	header  http.Header
 	retry   RetryPolicy
 	logger  *slog.Logger
-	now     func() time.Time
 
 	mu        sync.Mutex
 	delivered map[string]bool // batches of a call that failed part way
@@ -81,7 +80,6 @@ func New(opts Options) (*Sender, error) {
 		header:    opts.Header.Clone(),
 		retry:     opts.Retry.withDefaults(),
 		logger:    opts.Logger,
-		now:       time.Now,
 		delivered: make(map[string]bool),
 	}
 	if s.client == nil {
@@ -184,7 +182,7 @@ func (s *Sender) post(ctx context.Context, id string, body []byte) error {
 	for k, vs := range s.header {
 		req.Header[http.CanonicalHeaderKey(k)] = vs
 	}
-	ts := s.now().Unix()
+	ts := time.Now().Unix()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
 	req.Header.Set(HeaderID, id)
@@ -210,7 +208,7 @@ func (s *Sender) post(ctx context.Context, id string, body []byte) error {
 	if se.Status == "" {
 		se.Status = strconv.Itoa(resp.StatusCode)
 	}
-	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), s.now(), s.retry.MaxRetryAfter); ok {
+	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), s.retry.MaxRetryAfter); ok {
 		se.RetryAfter = d
 	}
 	return se

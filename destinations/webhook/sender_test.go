@@ -1,11 +1,13 @@
 package webhook_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -132,6 +134,39 @@ func TestRetryTransient(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestUnlimitedRetries(t *testing.T) {
+	secret := newSecret(t)
+	rc := newReceiver(t, secret, func(n int, w http.ResponseWriter, r *http.Request) bool {
+		return n <= 2*webhook.DefaultMaxAttempts && fail(w, http.StatusServiceUnavailable, "down")
+	})
+	s := newSender(t, webhook.Options{URL: rc.URL, Secret: secret, Retry: fastRetry(-1)})
+	if err := s.Send(context.Background(), testEvents(0x3200, 1)); err != nil {
+		t.Fatalf("Send() = %v, want nil once the receiver is back", err)
+	}
+	if got, want := len(rc.requests()), 2*webhook.DefaultMaxAttempts+1; got != want {
+		t.Errorf("requests = %d, want %d", got, want)
+	}
+}
+
+func TestRetryLogged(t *testing.T) {
+	secret := newSecret(t)
+	rc := newReceiver(t, secret, func(n int, w http.ResponseWriter, r *http.Request) bool {
+		return n == 1 && fail(w, http.StatusBadGateway, "")
+	})
+	var buf bytes.Buffer
+	s := newSender(t, webhook.Options{URL: rc.URL, Secret: secret, Retry: fastRetry(2), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	events := testEvents(0x3100, 1)
+	if err := s.Send(context.Background(), events); err != nil {
+		t.Fatal(err)
+	}
+	line := buf.String()
+	for _, part := range []string{"level=WARN", "webhook: delivery failed; retrying", "webhook_id=" + webhook.BatchID(events), "attempt=1", "502 Bad Gateway"} {
+		if !strings.Contains(line, part) {
+			t.Errorf("log %q lacks %q", line, part)
+		}
 	}
 }
 
@@ -506,7 +541,7 @@ func TestUnencodableEvent(t *testing.T) {
 	events := testEvents(0xE000, 1)
 	events[0].NewRecord = map[string]any{"c": make(chan int)}
 	err := s.Send(context.Background(), events)
-	if !walex.IsPermanent(err) || !strings.Contains(err.Error(), events[0].ID()) {
+	if !walex.IsPermanent(err) || !strings.Contains(err.Error(), events[0].ID()) || !strings.Contains(err.Error(), "cannot be sent") {
 		t.Errorf("Send(unencodable) = %v, want a permanent error naming the event", err)
 	}
 	if got := len(rc.requests()); got != 0 {
