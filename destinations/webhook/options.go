@@ -10,12 +10,12 @@ import (
 
 // Defaults of Options and RetryPolicy.
 const (
-	DefaultTimeout             = 30 * time.Second
-	DefaultMaxEventsPerRequest = 100
-	DefaultMaxAttempts         = 5
-	DefaultInitialDelay        = 500 * time.Millisecond
-	DefaultMaxDelay            = 10 * time.Second
-	DefaultMaxRetryAfter       = time.Minute
+	DefaultTimeout             = 30 * time.Second       // Options.Timeout
+	DefaultMaxEventsPerRequest = 100                    // Options.MaxEventsPerRequest
+	DefaultMaxAttempts         = 5                      // RetryPolicy.MaxAttempts
+	DefaultInitialDelay        = 500 * time.Millisecond // RetryPolicy.InitialDelay
+	DefaultMaxDelay            = 10 * time.Second       // RetryPolicy.MaxDelay
+	DefaultMaxRetryAfter       = time.Minute            // RetryPolicy.MaxRetryAfter
 )
 
 // Options configure a Sender. URL and Secret are required; every other

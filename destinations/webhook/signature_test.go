@@ -118,6 +118,13 @@ func TestVerify(t *testing.T) {
 			h.Set(webhook.HeaderSignature, "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= v2,xx junk "+h.Get(webhook.HeaderSignature)+" v1,!!")
 			return h
 		}, string(body), nil},
+		{"signatures on two header lines", func() http.Header {
+			h := valid()
+			sig := h.Get(webhook.HeaderSignature)
+			h.Set(webhook.HeaderSignature, "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=")
+			h.Add(webhook.HeaderSignature, sig)
+			return h
+		}, string(body), nil},
 		{"expired", func() http.Header {
 			return signed(t, "msg_1", now.Add(-webhook.DefaultTolerance-time.Minute), body, secret)
 		}, string(body), webhook.ErrTimestamp},

@@ -64,7 +64,8 @@ func NewVerifier(secrets ...string) (*Verifier, error) {
 // the tolerance) and drop repeats; the sender gives every attempt and
 // redelivery of a batch the same webhook-id.
 func (v *Verifier) Verify(header http.Header, body []byte) error {
-	id, tsText, sigs := header.Get(HeaderID), header.Get(HeaderTimestamp), header.Get(HeaderSignature)
+	id, tsText := header.Get(HeaderID), header.Get(HeaderTimestamp)
+	sigs := strings.Join(header.Values(HeaderSignature), " ") // a proxy may have split the list
 	var missing []string
 	for _, h := range [...]struct{ name, value string }{{HeaderID, id}, {HeaderTimestamp, tsText}, {HeaderSignature, sigs}} {
 		if h.value == "" {
