@@ -37,7 +37,7 @@ func TestCheckReady(t *testing.T) {
 		"OK       table public.measurements_2025  in publication events; primary key (id, at)",
 		"Ready for walex",
 	} {
-		if !strings.Contains(r.stdout, want) {
+		if !containsLoose(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}
 	}
@@ -61,7 +61,7 @@ func TestCheckReady(t *testing.T) {
 	}
 
 	r = cliRun(t, exitOK, url, "check", "--publication", "empty")
-	if !strings.Contains(r.stdout, "WARNING  publication empty       publishes no tables") || !strings.Contains(r.stdout, `ALTER PUBLICATION "empty" ADD TABLE <schema.table>, ...;`) {
+	if !containsLoose(r.stdout, "WARNING publication empty publishes no tables") || !strings.Contains(r.stdout, `ALTER PUBLICATION "empty" ADD TABLE <schema.table>, ...;`) {
 		t.Errorf("check of an empty publication:\n%s", r.stdout)
 	}
 }
@@ -110,7 +110,7 @@ func TestCheckMisconfigured(t *testing.T) {
 		"SELECT pg_drop_replication_slot('forgotten');",
 		"walex cannot work until the problems are fixed",
 	} {
-		if !strings.Contains(r.stdout, want) {
+		if !containsLoose(r.stdout, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
@@ -137,4 +137,12 @@ func TestCheckCannotConnect(t *testing.T) {
 	if !strings.Contains(r.stderr, "the database does not exist") {
 		t.Errorf("stderr: %s", r.stderr)
 	}
+}
+
+// containsLoose reports whether out contains want, where any run of
+// spaces matches any other: the columns' widths depend on the longest
+// check name, and slots of other tests are listed too.
+func containsLoose(out, want string) bool {
+	squeeze := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	return strings.Contains(squeeze(out), squeeze(want))
 }

@@ -38,8 +38,8 @@ func TestSlotsListAndDrop(t *testing.T) {
 			line = l
 		}
 	}
-	if !strings.HasPrefix(r.stdout, "NAME ") || line == "" || !strings.Contains(line, "pgoutput") || !strings.Contains(line, dbName(url)) || !strings.Contains(line, "KiB") {
-		t.Errorf("walex slots: no line for %s with its plugin, database and lag in KiB:\n%s", slot, r.stdout)
+	if !strings.HasPrefix(r.stdout, "NAME ") || line == "" || !strings.Contains(line, "pgoutput") || !strings.Contains(line, dbName(url)) || !strings.Contains(line, "iB ") {
+		t.Errorf("walex slots: no line for %s with its plugin, database and a lag of KiB or more:\n%s", slot, r.stdout)
 	}
 
 	r = cliRun(t, exitOK, url, "slots", "--format", "json")

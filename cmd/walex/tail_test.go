@@ -276,6 +276,10 @@ func TestTailDurableSnapshot(t *testing.T) {
 
 	tr := startTail(t, url, nil, nil, append(args, "--snapshot")...)
 	got := tr.lines(t, tr.stdout.String, 2)
+	// Stopped before its end, the snapshot would resume in the next run.
+	waitFor(t, 30*time.Second, "the snapshot to be done", func() bool {
+		return queryInt(t, url, `SELECT count(*) FROM walex_snapshots WHERE slot_name = $1 AND done_at IS NOT NULL`, slot) == 1
+	})
 	if code := tr.stop(t); code != exitOK {
 		t.Fatalf("exit %d; stderr: %s", code, tr.stderr.String())
 	}
@@ -297,5 +301,8 @@ func TestTailDurableSnapshot(t *testing.T) {
 	if len(got) != 1 || !strings.Contains(got[0], `"type":"insert"`) || !strings.Contains(got[0], `"while away"`) {
 		t.Errorf("second run printed %q, want the insert made between the runs", got)
 	}
+	waitFor(t, 30*time.Second, "the walsender to release the slot", func() bool {
+		return queryInt(t, url, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot) == 1
+	})
 	cliRun(t, exitOK, url, "slots", "drop", slot, "--yes")
 }
