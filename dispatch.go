@@ -323,6 +323,9 @@ func (c *Client) retry(ctx context.Context, policy RetryPolicy, f *flow, site *c
 			return ctx.Err()
 		}
 		handler, table, id, _ := site.describe()
+		if IsPermanent(err) { // retrying cannot fix it: stop now, whatever the policy
+			return &HandlerError{Table: table, Handler: handler, EventID: id, Attempts: attempt, Err: err}
+		}
 		c.stats.retries.Add(1)
 		if policy.MaxAttempts > 0 && attempt >= policy.MaxAttempts {
 			return &HandlerError{Table: table, Handler: handler, EventID: id, Attempts: attempt, Err: err}

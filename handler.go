@@ -27,6 +27,9 @@ import (
 //
 // Returning an error (or panicking) makes the client retry the call
 // according to Config.RetryPolicy, and then stop Run with a *HandlerError.
+// An error that retrying cannot fix — one with a Permanent() bool method
+// that reports true, or wrapping one (see IsPermanent) — stops Run with a
+// *HandlerError at once, without retries.
 type Handler func(ctx context.Context, events []Event) error
 
 // Function runs for each event that passed a registration's filters; see

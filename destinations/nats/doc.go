@@ -69,9 +69,10 @@
 // Options.CreateStream), [ErrPermission] (the user may not publish to the
 // subject), [ErrStreamFull] (MaxMsgs, MaxBytes or MaxMsgsPerSubject reached
 // with DiscardNew), [ErrTooLarge] (max_payload or MaxMsgSize), and a few
-// more. When the retries run out, Run stops with a *walex.HandlerError
-// that wraps the PublishError, and the transaction stays unacknowledged:
-// fix the cause and run again.
+// more. Walex does not retry those: Run stops at once with a
+// *walex.HandlerError that wraps the PublishError (as it does for a
+// transient one when the retries run out), and the transaction stays
+// unacknowledged: fix the cause and run again.
 //
 // # Fan-out
 //

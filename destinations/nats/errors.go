@@ -9,7 +9,7 @@ import (
 // retrying the same events cannot succeed until someone changes the NATS
 // side (or the Options), so Handle's error says so (its Permanent method
 // reports true, and walex.IsPermanent with it), and Run ends with a
-// *walex.HandlerError once Config.RetryPolicy has run out. Nothing of the failed transaction was acknowledged to
+// *walex.HandlerError at once, without retries. Nothing of the failed transaction was acknowledged to
 // PostgreSQL: once the cause is fixed, the next Run delivers it again (a
 // durable slot), and JetStream drops the messages it already stored by
 // their Nats-Msg-Id.

@@ -80,8 +80,8 @@
 // Options.Retry.MaxAttempts to -1: the sender then retries transient
 // failures until the handler's context ends, the stream pauses (walex
 // keeps the replication connection alive meanwhile), and each retry is
-// logged to [Options.Logger]. Keep walex's Config.RetryPolicy finite, so
-// that a permanent failure still ends Run.
+// logged to [Options.Logger]. A permanent failure still ends Run at once
+// (walex does not retry permanent errors, whatever its RetryPolicy).
 //
 // Permanent: any other answer (400, 401, 403, 404, 410, 422, a redirect,
 // which is not followed, ...), a certificate the client does not trust,
@@ -90,8 +90,8 @@
 // [*DeliveryError] wrapping a [*StatusError] whose Permanent method
 // reports true (walex.IsPermanent), with the status, the start of the
 // response body, and what to do. Run ends with a *walex.HandlerError that
-// wraps it (after at most Config.RetryPolicy.MaxAttempts calls, one
-// request each), with nothing from that transaction on acknowledged: fix
+// wraps it at once (walex does not retry a permanent error), with
+// nothing from that transaction on acknowledged: fix
 // the receiver and run again, and the transaction is delivered again.
 //
 // When the handler's context ends (Run stopping), the sender stops at

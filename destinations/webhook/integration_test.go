@@ -247,8 +247,8 @@ func TestWalexToWebhook(t *testing.T) {
 
 // TestWalexPermanentStopsRun checks that a receiver that rejects the
 // request (400) stops Run with a *walex.HandlerError that carries the
-// status and the receiver's explanation, and that the sender does not
-// retry it itself.
+// status and the receiver's explanation, and that neither the sender nor
+// walex retries it.
 func TestWalexPermanentStopsRun(t *testing.T) {
 	url := setupTable(t)
 	secret := newSecret(t)
@@ -283,9 +283,9 @@ func TestWalexPermanentStopsRun(t *testing.T) {
 	if !strings.Contains(err.Error(), "400 Bad Request") || !strings.Contains(err.Error(), "unknown table items") {
 		t.Errorf("Run() = %q, want the status and the receiver's explanation", err)
 	}
-	// One request per handler call: the sender did not retry the 400.
-	if got := len(rc.requests()); got != he.Attempts {
-		t.Errorf("requests = %d for %d handler calls, want one each", got, he.Attempts)
+	// One request in all: neither the sender nor walex retried the 400.
+	if got := len(rc.requests()); got != 1 || he.Attempts != 1 {
+		t.Errorf("requests = %d for %d handler calls, want one request in one call", got, he.Attempts)
 	}
 	for _, q := range rc.requests() {
 		if q.verifyErr != nil {
