@@ -41,15 +41,18 @@ test-matrix:
 
 ## bench: walex against COPY on a snapshot, and a raw pglogrepl reader on W1-W3 and commit->handler
 ##        latency (internal/cmd/walexbench, throwaway PostgreSQL; see BENCHMARKS.md),
-##        then the decoder's Go benchmarks on one core. Extra flags: BENCHFLAGS='-runs 5'
+##        then the decoder's Go benchmarks on one core, then walex into NATS JetStream on W1 and W2
+##        (destinations/nats/internal/natsbench). Extra flags: BENCHFLAGS='-runs 5', NATSBENCHFLAGS='-runs 1'
 bench:
 	$(GO) run ./internal/cmd/walexbench $(BENCHFLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./decoder/...
+	cd destinations/nats && GOWORK=off $(GO) run ./internal/natsbench $(NATSBENCHFLAGS)
 
 ## bench-quick: a smoke run of the same, 5% of the rows, one run per reader
 bench-quick:
 	$(GO) run ./internal/cmd/walexbench -scale 0.05 -runs 1 $(BENCHFLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -benchtime 0.2s ./decoder/...
+	cd destinations/nats && GOWORK=off $(GO) run ./internal/natsbench -scale 0.05 -runs 1 $(NATSBENCHFLAGS)
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -125,12 +126,26 @@ func runWorkload(ctx context.Context, srv *pgtest.Server, js jetstream.JetStream
 			}
 			r.rates[reader] = append(r.rates[reader], rate)
 			logf("%s run %d/%d %-9s %10.0f events/s", name, run, o.runs, reader, rate)
-			if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, slot(run, reader)); err != nil {
+			if err := dropSlot(ctx, conn, slot(run, reader)); err != nil {
 				logf("drop slot: %v", err)
 			}
 		}
 	}
 	return r, nil
+}
+
+// dropSlot drops a slot whose reader has stopped: the walsender may
+// still be exiting when Run returns, so an active slot is tried again
+// for a few seconds.
+func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
+	for try := 0; ; try++ {
+		_, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, slot)
+		var pgErr *pgconn.PgError
+		if err == nil || try == 50 || !errors.As(err, &pgErr) || pgErr.Code != "55006" { // object_in_use
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // drain streams slot with walex until the handler has taken events
