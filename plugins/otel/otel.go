@@ -87,4 +87,3 @@ func Instrument(c *walex.Client, opts Options) (shutdown func() error, err error
 		return err
 	}, nil
 }
-
