@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -759,7 +760,8 @@ func TestSnapshotWideRows(t *testing.T) {
 func TestSnapshotEndsUnderUpdates(t *testing.T) {
 	const rows = 100_000
 	url := testDB(t, snapSetup(rows))
-	c, err := walex.New(snapConfig(t, url, func(cfg *walex.Config) { cfg.Snapshot = walex.SnapshotNever }))
+	logger, logs := captureLogs(t)
+	c, err := walex.New(snapConfig(t, url, func(cfg *walex.Config) { cfg.Snapshot, cfg.Logger = walex.SnapshotNever, logger }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -797,13 +799,28 @@ func TestSnapshotEndsUnderUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Snapshot under steady updates: %v after %d updates (%d Read events)", err, n, m.reads.Load())
 	}
+	// A row updated faster than it can be read again is given up on, with
+	// a warning naming its key: the consumer lacks its TOASTed value until
+	// an update sets it. Such rows must stay few; an update that sets the
+	// value completes each of them.
+	var hot []int64
+	for _, k := range regexp.MustCompile(`too often to be read whole.* key=\d+:(\d+)`).FindAllStringSubmatch(logs.String(), -1) {
+		id, _ := strconv.ParseInt(k[1], 10, 64)
+		hot = append(hot, id)
+	}
+	if len(hot) > rows/100/10 {
+		t.Errorf("%d of the %d updated rows given up on; want at most a tenth", len(hot), rows/100)
+	}
+	if len(hot) > 0 {
+		exec(t, url, "UPDATE snap SET payload = payload || '' WHERE id = ANY($1)", hot)
+	}
 	exec(t, url, "INSERT INTO snap VALUES (0, 0, NULL)")
 	waitFor(t, time.Minute, "the last row", func() (bool, error) { return m.has(0), nil })
 	m.check(t, url, "snap")
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d updates during the snapshot, %d Read events for %d rows", n, m.reads.Load(), rows)
+	t.Logf("%d updates during the snapshot, %d Read events for %d rows, %d rows given up on", n, m.reads.Load(), rows, len(hot))
 }
 
 // TestSnapshotFailureKeepsAcknowledging: a durable snapshot that fails for
