@@ -38,14 +38,17 @@ const (
 // lookups, value conversions) on a normal connection, opened on first use.
 // It is used by one goroutine at a time.
 type catalog struct {
-	cfg *pgconn.Config
-	log *slog.Logger
+	cfg      *pgconn.Config
+	password pgconnect.PasswordFunc // Config.PasswordFunc
+	log      *slog.Logger
 
 	conn    *pgconn.PgConn
 	version int // server major version
 }
 
-func newCatalog(cfg *validated) *catalog { return &catalog{cfg: cfg.conn, log: cfg.Logger} }
+func newCatalog(cfg *validated) *catalog {
+	return &catalog{cfg: cfg.conn, password: cfg.PasswordFunc, log: cfg.Logger}
+}
 
 func (t *catalog) connect(ctx context.Context) error {
 	if t.conn != nil && !t.conn.IsClosed() {
@@ -60,7 +63,7 @@ func (t *catalog) connect(ctx context.Context) error {
 	}
 	cc.RuntimeParams["lock_timeout"] = strconv.FormatInt(catalogLockTimeout.Milliseconds(), 10)
 	cc.RuntimeParams["statement_timeout"] = strconv.FormatInt(catalogStatementTimeout.Milliseconds(), 10)
-	conn, err := pgconnect.Connect(ctx, cc, "catalog queries")
+	conn, err := pgconnect.ConnectWithPassword(ctx, cc, "catalog queries", t.password)
 	if err != nil {
 		return fmt.Errorf("walex: %w", err)
 	}
@@ -123,7 +126,7 @@ func (t *catalog) watchLocks(ctx context.Context, pid uint32) (stop func()) {
 		if !sleepCtx(ctx, lockReportAfter) {
 			return
 		}
-		conn, err := pgconnect.Connect(ctx, t.cfg, "lock diagnostics")
+		conn, err := pgconnect.ConnectWithPassword(ctx, t.cfg, "lock diagnostics", t.password)
 		if err != nil {
 			return
 		}

@@ -1,6 +1,7 @@
 package walex
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -26,6 +27,20 @@ type Config struct {
 	User string
 	// Password of User. Never logged or shown in errors.
 	Password string
+	// PasswordFunc, when set, returns the password for each connection
+	// walex opens, right before it opens it: the replication connection on
+	// every (re)connect, the connections for catalog queries, heartbeats
+	// and snapshots. Use it for rotating credentials and for cloud IAM
+	// authentication tokens (AWS RDS IAM, Google Cloud SQL IAM, Azure
+	// Entra ID), which expire after minutes: fetch or sign a fresh token
+	// in it, or return a cached one that is still valid. The password it
+	// returns is never logged or shown in errors. An error from it is
+	// treated like a connection failure: Run logs it and retries with
+	// ReconnectPolicy (unless the error reports itself permanent, see
+	// IsPermanent). It may be called from several goroutines at once.
+	// Set the password either here or in Password, the URL or
+	// ConnConfig, not in both. Default nil.
+	PasswordFunc func(ctx context.Context) (string, error)
 	// Database to stream from.
 	Database string
 	// ConnConfig is the connection configuration for what a URL cannot
@@ -52,6 +67,20 @@ type Config struct {
 	// (at-least-once). Default false: a temporary slot that the server drops
 	// when the connection ends; changes made while disconnected are lost.
 	DurableSlot bool
+	// FailoverSlot makes the durable slot a failover slot (PostgreSQL 17
+	// or later): walex creates it with the FAILOVER option, and turns the
+	// option on (ALTER_REPLICATION_SLOT, logged) for an existing slot
+	// created without it; it never turns it off. The server copies a
+	// failover slot to physical standbys, so that after a failover to a
+	// standby walex resumes from the slot there, without losing or
+	// replaying changes. For that, the primary must list the standby's
+	// physical slot in synchronized_standby_slots, so that walex never
+	// receives a change the standby has not yet received; the standby
+	// needs sync_replication_slots = on, hot_standby_feedback = on,
+	// primary_slot_name, and a primary_conninfo that names a database.
+	// Requires DurableSlot; a server before 17 is a permanent error at
+	// connect. Default false.
+	FailoverSlot bool
 	// SlotName is the replication slot's name. Default: Name lower-cased,
 	// every character other than a-z, 0-9 and _ replaced by _, plus
 	// "_walex". A temporary slot gets a random suffix on top.

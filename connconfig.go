@@ -2,6 +2,8 @@ package walex
 
 import (
 	"errors"
+	"iter"
+	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
@@ -26,7 +28,18 @@ func (c Config) connConfig() (*pgconn.Config, error) {
 		if c.ConnConfig.Database == "" {
 			return nil, &ConfigError{Field: "ConnConfig", Reason: "names no database; set Database"}
 		}
+		if c.PasswordFunc != nil && c.ConnConfig.Password != "" {
+			return nil, &ConfigError{Field: "PasswordFunc", Reason: "is set together with a password in ConnConfig; use one of them (set ConnConfig.Password to \"\", which pgconn.ParseConfig may have filled from PGPASSWORD or a password file)"}
+		}
 		return c.ConnConfig.Copy(), nil
+	}
+	if c.PasswordFunc != nil {
+		if c.Password != "" {
+			return nil, &ConfigError{Field: "PasswordFunc", Reason: "is set together with Password; use one of them"}
+		}
+		if hasPassword(c.URL) {
+			return nil, &ConfigError{Field: "PasswordFunc", Reason: "is set together with a password in URL; use one of them (remove the password from the URL)"}
+		}
 	}
 	field, dsn := "URL", c.URL
 	if dsn == "" {
@@ -50,6 +63,93 @@ func (c Config) connConfig() (*pgconn.Config, error) {
 		return nil, &ConfigError{Field: "Database", Reason: "is empty; name the database to stream from"}
 	}
 	return cc, nil
+}
+
+// hasPassword reports whether a connection URL or key/value DSN sets a
+// password: in the URL's user information, or as a password parameter.
+func hasPassword(dsn string) bool {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return false // ParseConfig reports it
+		}
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+		return u.Query().Get("password") != ""
+	}
+	for st := range dsnSettingSpans(dsn) {
+		if st.key == "password" && st.val != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// dsnSetting is one key=value setting of a key/value DSN: the key, the
+// value as libpq reads it, and where the value is written in the DSN (with
+// its quotes).
+type dsnSetting struct {
+	key, val         string
+	valStart, valEnd int
+}
+
+// dsnSettingSpans yields the settings of a key/value DSN as libpq reads
+// them: "key = value" or "key='quoted \' value'". It stops at what it
+// cannot read (ParseConfig reports it).
+func dsnSettingSpans(dsn string) iter.Seq[dsnSetting] {
+	return func(yield func(dsnSetting) bool) {
+		pos := 0
+		skipSpace := func() {
+			for pos < len(dsn) && isDSNSpace(dsn[pos]) {
+				pos++
+			}
+		}
+		for {
+			skipSpace()
+			eq := strings.IndexByte(dsn[pos:], '=')
+			if eq <= 0 {
+				return
+			}
+			key := strings.TrimSpace(dsn[pos : pos+eq])
+			if key == "" || strings.IndexFunc(key, func(r rune) bool { return r < 128 && isDSNSpace(byte(r)) }) >= 0 {
+				return
+			}
+			pos += eq + 1
+			skipSpace()
+			st := dsnSetting{key: key, valStart: pos}
+			var val strings.Builder
+			quoted := pos < len(dsn) && dsn[pos] == '\''
+			if quoted {
+				pos++
+			}
+			for ; pos < len(dsn); pos++ {
+				ch := dsn[pos]
+				if quoted && ch == '\'' || !quoted && isDSNSpace(ch) {
+					break
+				}
+				if ch == '\\' && pos+1 < len(dsn) {
+					pos++
+					ch = dsn[pos]
+				}
+				val.WriteByte(ch)
+			}
+			if quoted {
+				if pos >= len(dsn) {
+					return // unterminated quote
+				}
+				pos++
+			}
+			st.val, st.valEnd = val.String(), pos
+			if !yield(st) {
+				return
+			}
+		}
+	}
+}
+
+func isDSNSpace(b byte) bool {
+	return b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\f' || b == '\v'
 }
 
 // dsn writes the discrete fields as a key/value connection string.

@@ -164,6 +164,8 @@ func (s *session) connect(binary bool) error {
 		Conn:           cfg.conn,
 		Slot:           cfg.SlotName,
 		Temporary:      !cfg.DurableSlot,
+		Failover:       cfg.FailoverSlot,
+		Password:       cfg.PasswordFunc,
 		Publication:    cfg.Publication,
 		StatusInterval: cfg.StatusInterval,
 		ReceiveTimeout: cfg.ReceiveTimeout,

@@ -73,6 +73,9 @@ func (c Config) validate() (*validated, error) {
 	if v.MaxBatchEvents < 0 {
 		return nil, &ConfigError{Field: "MaxBatchEvents", Reason: "is negative"}
 	}
+	if v.FailoverSlot && !v.DurableSlot {
+		return nil, &ConfigError{Field: "FailoverSlot", Reason: "is set without DurableSlot; only a durable slot can be a failover slot (set DurableSlot too)"}
+	}
 	if v.SlotWaitTimeout < 0 {
 		return nil, &ConfigError{Field: "SlotWaitTimeout", Reason: "is negative; use 0 to wait until the context ends"}
 	}

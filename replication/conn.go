@@ -50,6 +50,14 @@ type Config struct {
 	// Temporary creates a temporary slot (dropped by the server when the
 	// session ends). Otherwise a durable slot is reused or created.
 	Temporary bool
+	// Failover makes the durable slot a failover slot (PostgreSQL 17+):
+	// it is created with the FAILOVER option, and an existing slot without
+	// it is altered (ALTER_REPLICATION_SLOT ... (FAILOVER true)). An older
+	// server, or a temporary slot, is a permanent error.
+	Failover bool
+	// Password, when set, is called right before the connection is opened;
+	// its result replaces Conn's password. An error from it is transient.
+	Password func(ctx context.Context) (string, error)
 	// Publication is the publication to stream.
 	Publication string
 	// ProtoVersion forces a pgoutput protocol version; 0 picks the highest
@@ -161,6 +169,11 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	// Startup parameters take precedence over such defaults. TimeZone is
 	// left alone: timestamptz text carries its offset.
 	maps.Copy(cc.RuntimeParams, outputSettings)
+	// The SQL sent on this connection quotes names as string literals for
+	// standard_conforming_strings = on; where a database or role turns it
+	// off, a backslash in a name would escape the closing quote and let
+	// the rest of the name run as SQL.
+	cc.RuntimeParams["standard_conforming_strings"] = "on"
 	// Read the stream in large chunks: pgproto3 alone reads at most 8 KiB
 	// per system call, which wakes this process (and costs the walsender a
 	// context switch) for every few rows.
@@ -170,7 +183,7 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 		}
 		return pgproto3.NewFrontend(bufio.NewReaderSize(r, readBufferSize), w)
 	}
-	conn, err := pgconnect.Connect(ctx, cc, "replication")
+	conn, err := pgconnect.ConnectWithPassword(ctx, cc, "replication", cfg.Password)
 	if err != nil {
 		return nil, fmt.Errorf("replication: %w", err)
 	}

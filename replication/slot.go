@@ -17,6 +17,9 @@ import (
 // creates it if it does not exist; it sets c.slot and c.start.
 func (c *Conn) createSlot(ctx context.Context) error {
 	if c.cfg.Temporary {
+		if c.cfg.Failover {
+			return permanent("replication: a temporary slot cannot be a failover slot: use a durable slot (Config.DurableSlot) with Config.FailoverSlot")
+		}
 		var b [4]byte
 		_, _ = rand.Read(b[:])
 		c.slot = c.cfg.Slot + "_" + hex.EncodeToString(b[:])
@@ -27,6 +30,9 @@ func (c *Conn) createSlot(ctx context.Context) error {
 		return nil
 	}
 	c.slot = c.cfg.Slot
+	if c.cfg.Failover && c.serverVersion > 0 && c.serverVersion < 17 {
+		return permanent("replication: slot %q: failover slots need PostgreSQL 17 or later; the server is %d: turn Config.FailoverSlot off or upgrade", c.slot, c.serverVersion)
+	}
 	for attempt := 0; ; attempt++ {
 		s, found, err := c.lookupSlot(ctx)
 		if err != nil {
@@ -36,7 +42,7 @@ func (c *Conn) createSlot(ctx context.Context) error {
 			if err := c.newSlot(ctx, ""); err != nil {
 				return fmt.Errorf("replication: create slot %q: %w", c.slot, err)
 			}
-			c.cfg.Logger.Info("walex: created durable replication slot", logkey.Slot, c.slot)
+			c.cfg.Logger.Info("walex: created durable replication slot", logkey.Slot, c.slot, "failover", c.cfg.Failover)
 			return nil
 		}
 		if s.walStatus == "lost" {
@@ -49,6 +55,11 @@ func (c *Conn) createSlot(ctx context.Context) error {
 			return &PermanentError{Err: fmt.Errorf("replication: slot %q belongs to database %q, not %q: %w; choose another SlotName", c.slot, s.database, c.cfg.Conn.Database, ErrSlotMismatch)}
 		}
 		if !s.active {
+			if c.cfg.Failover && !s.failover {
+				if err := c.enableFailover(ctx); err != nil {
+					return err
+				}
+			}
 			c.start = s.confirmed
 			return nil
 		}
@@ -62,6 +73,7 @@ func (c *Conn) createSlot(ctx context.Context) error {
 type slotInfo struct {
 	plugin, database, walStatus string
 	active                      bool
+	failover                    bool // PostgreSQL 17+
 	pid                         uint32
 	confirmed                   LSN
 }
@@ -71,12 +83,16 @@ func (c *Conn) lookupSlot(ctx context.Context) (slotInfo, bool, error) {
 	if c.serverVersion >= 13 {
 		walStatus = "coalesce(wal_status, '')"
 	}
-	rows, err := c.query(ctx, "SELECT plugin, coalesce(database, ''), active, coalesce(active_pid, 0), "+walStatus+", coalesce(confirmed_flush_lsn, '0/0') FROM pg_replication_slots WHERE slot_name = "+sqlquote.Literal(c.slot))
+	failover := "false"
+	if c.serverVersion >= 17 {
+		failover = "failover"
+	}
+	rows, err := c.query(ctx, "SELECT plugin, coalesce(database, ''), active, coalesce(active_pid, 0), "+walStatus+", coalesce(confirmed_flush_lsn, '0/0'), "+failover+" FROM pg_replication_slots WHERE slot_name = "+sqlquote.Literal(c.slot))
 	if err != nil || len(rows) == 0 {
 		return slotInfo{}, false, err
 	}
 	r := rows[0]
-	s := slotInfo{plugin: r[0], database: r[1], active: r[2] == "t", walStatus: r[4]}
+	s := slotInfo{plugin: r[0], database: r[1], active: r[2] == "t", walStatus: r[4], failover: r[6] == "t"}
 	pid, err := strconv.ParseUint(r[3], 10, 32)
 	if err != nil {
 		return slotInfo{}, false, fmt.Errorf("active_pid %q: %w", r[3], err)
@@ -89,9 +105,14 @@ func (c *Conn) lookupSlot(ctx context.Context) (slotInfo, bool, error) {
 }
 
 // newSlot creates c.slot ("TEMPORARY " or "" for kind) and sets c.start
-// to its consistent point.
+// to its consistent point. A failover slot is created with the option list
+// of PostgreSQL 15+ (FAILOVER is 17+); any other with the older syntax,
+// which every supported server accepts.
 func (c *Conn) newSlot(ctx context.Context, kind string) error {
 	sql := fmt.Sprintf("CREATE_REPLICATION_SLOT %s %sLOGICAL pgoutput NOEXPORT_SNAPSHOT", sqlquote.Ident(c.slot), kind)
+	if c.cfg.Failover && kind == "" {
+		sql = fmt.Sprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'nothing', FAILOVER true)", sqlquote.Ident(c.slot))
+	}
 	rows, err := c.query(ctx, sql)
 	if err != nil {
 		return err
@@ -102,6 +123,16 @@ func (c *Conn) newSlot(ctx context.Context, kind string) error {
 	if c.start, err = pglogrepl.ParseLSN(rows[0][1]); err != nil {
 		return fmt.Errorf("consistent point %q: %w", rows[0][1], err)
 	}
+	return nil
+}
+
+// enableFailover turns the FAILOVER option on for the existing durable
+// slot c.slot (PostgreSQL 17+), which was created without it.
+func (c *Conn) enableFailover(ctx context.Context) error {
+	if _, err := c.query(ctx, "ALTER_REPLICATION_SLOT "+sqlquote.Ident(c.slot)+" (FAILOVER true)"); err != nil {
+		return fmt.Errorf("replication: turn failover on for slot %q: %w", c.slot, err)
+	}
+	c.cfg.Logger.Info("walex: the durable replication slot was not a failover slot; turned failover on", logkey.Slot, c.slot)
 	return nil
 }
 

@@ -54,6 +54,27 @@ func Connect(ctx context.Context, cfg *pgconn.Config, what string) (*pgconn.PgCo
 	return nil, classify(ctx, cfg, what, err)
 }
 
+// PasswordFunc returns the password for one connection attempt.
+type PasswordFunc func(ctx context.Context) (string, error)
+
+// ConnectWithPassword is Connect with the password that password returns,
+// asked for right before connecting, in place of cfg's; a nil password
+// keeps cfg's. An error of password is transient (unless it says of
+// itself that it is permanent): the caller retries as for a connection
+// failure.
+func ConnectWithPassword(ctx context.Context, cfg *pgconn.Config, what string, password PasswordFunc) (*pgconn.PgConn, error) {
+	if password == nil {
+		return Connect(ctx, cfg, what)
+	}
+	pw, err := password(ctx)
+	if err != nil {
+		return nil, &Error{Reason: "connect for " + what + ": the password function (Config.PasswordFunc) failed; retrying", Err: err}
+	}
+	cc := cfg.Copy()
+	cc.Password = pw
+	return Connect(ctx, cc, what)
+}
+
 func classify(ctx context.Context, cfg *pgconn.Config, what string, err error) error {
 	permanent := func(format string, args ...any) error {
 		return &Error{Reason: fmt.Sprintf("connect for %s: ", what) + fmt.Sprintf(format, args...), Err: err, permanent: true}
