@@ -40,16 +40,25 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/*/golden.txt and
 var fuzzSeedScenarios = []string{
 	"identity_default", "identity_full", "identity_index", "identity_nothing", "truncate", "alter_table",
 	"toast_unchanged", "v1_savepoints", "logical_messages", "many_small", "stream_abort_lagging",
+	"pg17/stream_abort_lagging", // a protocol 4 Stream Abort with the abort LSN and time
 }
 
+// fuzzSeedPath is where the fuzz seed of a recorded stream goes.
+func fuzzSeedPath(name string) string {
+	return filepath.Join("testdata", "fuzz", "FuzzDecode", "recorded-"+strings.ReplaceAll(name, "/", "-"))
+}
+
+// recorded is one recorded stream: testdata/<scenario> (PostgreSQL 15) or
+// testdata/pg<major>/<scenario> (other versions, e.g. pg17).
 type recorded struct {
-	name string
+	name string // the directory under testdata: "stream_abort", "pg17/stream_abort"
 	dir  string
 	msgs [][]byte
 	meta struct {
-		Description string   `json:"description"`
-		Proto       int      `json:"proto_version"`
-		Options     []string `json:"plugin_options"`
+		Description      string   `json:"description"`
+		ServerVersionNum int      `json:"server_version_num"`
+		Proto            int      `json:"proto_version"`
+		Options          []string `json:"plugin_options"`
 	}
 }
 
@@ -78,12 +87,21 @@ func loadRecorded(t *testing.T) []*recorded {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) == 0 {
-		t.Fatal("no recorded streams in testdata/*/stream.bin")
+	other, err := filepath.Glob(filepath.Join("testdata", "pg[0-9]*", "*", "stream.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 || len(other) == 0 {
+		t.Fatalf("%d recorded streams in testdata/*/stream.bin, %d in testdata/pg*/*/stream.bin: want both", len(files), len(other))
 	}
 	var out []*recorded
-	for _, f := range files {
-		r := &recorded{dir: filepath.Dir(f), name: filepath.Base(filepath.Dir(f))}
+	for _, f := range append(files, other...) {
+		dir := filepath.Dir(f)
+		name, err := filepath.Rel("testdata", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &recorded{dir: dir, name: filepath.ToSlash(name)}
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -97,6 +115,15 @@ func loadRecorded(t *testing.T) []*recorded {
 		}
 		if err := json.Unmarshal(mj, &r.meta); err != nil {
 			t.Fatalf("%s/meta.json: %v", r.dir, err)
+		}
+		want := 15
+		if set, _, ok := strings.Cut(r.name, "/"); ok {
+			if want, err = strconv.Atoi(strings.TrimPrefix(set, "pg")); err != nil {
+				t.Fatalf("%s: not a testdata/pg<major> directory", r.dir)
+			}
+		}
+		if got := r.meta.ServerVersionNum / 10000; got != want {
+			t.Fatalf("%s was recorded from PostgreSQL %d, want %d (server_version_num %d in meta.json)", r.dir, got, want, r.meta.ServerVersionNum)
 		}
 		out = append(out, r)
 	}
@@ -279,7 +306,6 @@ func TestRecordedStreamsCorrupted(t *testing.T) {
 // TestGoldenFuzzSeeds keeps testdata/fuzz/FuzzDecode/recorded-* in step
 // with the recorded streams (-update rewrites them).
 func TestGoldenFuzzSeeds(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecode")
 	for _, name := range fuzzSeedScenarios {
 		data, err := os.ReadFile(filepath.Join("testdata", name, "stream.bin"))
 		if err != nil {
@@ -295,9 +321,9 @@ func TestGoldenFuzzSeeds(t *testing.T) {
 			}
 		}
 		want := "go test fuzz v1\n[]byte(" + strconv.Quote(string(joinMessages(msgs...))) + ")\n"
-		path := filepath.Join(dir, "recorded-"+name)
+		path := fuzzSeedPath(name)
 		if *updateGolden {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {

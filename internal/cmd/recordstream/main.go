@@ -70,19 +70,30 @@ func main() {
 
 func run() int {
 	var (
-		out    = flag.String("out", filepath.Join("decoder", "testdata"), "output directory (one sub-directory per scenario)")
+		out    = flag.String("out", "", "output directory (one sub-directory per scenario); default: decoder/testdata for PostgreSQL 15, decoder/testdata/pg<major> for other versions")
 		url    = flag.String("url", "", "PostgreSQL URL of an existing server (superuser, wal_level=logical); default: start a throwaway server with internal/pgtest")
+		pg     = flag.Int("pg", 0, "major version of the throwaway server (e.g. 17, fetched with npm and cached like WALEX_PG_VERSION); 0: the binaries internal/pgtest finds")
 		only   = flag.String("run", "", "record only the scenarios whose name matches this regular expression")
 		list   = flag.Bool("list", false, "list the scenarios and exit")
 		prefix = flag.String("db-prefix", "walex_rec_", "prefix of the databases created (and dropped) per scenario")
 	)
+	flag.Usage = usage
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("recordstream: ")
+	if flag.NArg() > 0 {
+		log.Printf("unexpected arguments %q (see -h)", flag.Args())
+		return 2
+	}
+	if *pg != 0 && *url != "" {
+		log.Print("-pg and -url exclude each other: -pg chooses the throwaway server's version")
+		return 2
+	}
 
 	if *list {
 		for _, sc := range scenarios {
-			fmt.Printf("%-22s proto %d  %s\n", sc.Name, sc.Proto, sc.Doc)
+			p17 := sc.forServer(170000)
+			fmt.Printf("%-22s proto %d (%d from PostgreSQL 16)  %s\n", sc.Name, sc.Proto, p17.Proto, sc.Doc)
 		}
 		return 0
 	}
@@ -94,10 +105,10 @@ func run() int {
 			return 2
 		}
 	}
-	var todo []*scenario
-	for i := range scenarios {
-		if re == nil || re.MatchString(scenarios[i].Name) {
-			todo = append(todo, &scenarios[i])
+	var todo []scenario
+	for _, sc := range scenarios {
+		if re == nil || re.MatchString(sc.Name) {
+			todo = append(todo, sc)
 		}
 	}
 	if len(todo) == 0 {
@@ -109,7 +120,7 @@ func run() int {
 	base := *url
 	if base == "" {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		srv, err := pgtest.Start(sctx, pgtest.Options{})
+		srv, err := pgtest.Start(sctx, pgtest.Options{Version: *pg})
 		cancel()
 		if err != nil {
 			log.Print(err)
@@ -124,15 +135,65 @@ func run() int {
 		log.Printf("started PostgreSQL %d from %s", srv.Version, srv.BinDir)
 	}
 
+	versionNum, err := serverVersionNum(ctx, base)
+	if err != nil {
+		log.Print(err)
+		return 1
+	}
+	dir := *out
+	if dir == "" {
+		dir = filepath.Join("decoder", "testdata")
+		if major := versionNum / 10000; major != 15 {
+			dir = filepath.Join(dir, fmt.Sprintf("pg%d", major))
+		}
+	}
 	for _, sc := range todo {
-		r := &recorder{base: base, db: *prefix + sc.Name, sc: sc}
-		if err := r.record(ctx, filepath.Join(*out, sc.Name)); err != nil {
+		sc := sc.forServer(versionNum)
+		r := &recorder{base: base, db: *prefix + sc.Name, sc: &sc}
+		if err := r.record(ctx, filepath.Join(dir, sc.Name)); err != nil {
 			log.Printf("scenario %s: %v", sc.Name, err)
 			return 1
 		}
 	}
 	log.Printf("recorded %d scenarios; now run: go test ./decoder -run Golden -update", len(todo))
 	return 0
+}
+
+const usageText = `usage: go run ./internal/cmd/recordstream [flags]
+
+Records what a real PostgreSQL server sends over logical replication
+(pgoutput) for scripted changes, one directory per scenario: stream.bin
+(per message a uint32 big-endian length, then the message), scenario.sql,
+meta.json. See decoder/testdata/README.md.
+
+Regenerate, from the repository root:
+
+	go run ./internal/cmd/recordstream           # PostgreSQL 15 -> decoder/testdata
+	go run ./internal/cmd/recordstream -pg 17    # PostgreSQL 17 -> decoder/testdata/pg17
+	go test ./decoder -run Golden -update        # rewrite golden.txt and the fuzz seeds
+
+then read the golden.txt changes (git diff) before committing them.
+
+Flags:
+`
+
+func usage() {
+	fmt.Fprint(flag.CommandLine.Output(), usageText)
+	flag.PrintDefaults()
+}
+
+// serverVersionNum returns the server_version_num of the server at url.
+func serverVersionNum(ctx context.Context, url string) (int, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&n); err != nil {
+		return 0, fmt.Errorf("server version: %w", err)
+	}
+	return n, nil
 }
 
 type recorder struct {

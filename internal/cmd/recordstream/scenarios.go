@@ -24,6 +24,10 @@ type scenario struct {
 	Doc         string // what the stream shows
 	Proto       int    // pgoutput proto_version
 	Streaming   bool   // streaming 'on' (proto 2) and logical_decoding_work_mem = 64kB
+	// Parallel streams with streaming 'parallel' instead of 'on' (proto 4,
+	// PostgreSQL 16 and later): Stream Abort then carries the abort LSN
+	// and time. Set by forServer.
+	Parallel    bool
 	Messages    bool   // messages 'true'
 	Publication string // after CREATE PUBLICATION walex_rec
 	Setup       string // run before the publication and the slot exist
@@ -328,10 +332,37 @@ func (sc *scenario) pluginArgs() []string {
 	if sc.Messages {
 		args = append(args, "messages 'true'")
 	}
-	if sc.Streaming {
+	switch {
+	case sc.Streaming && sc.Parallel:
+		args = append(args, "streaming 'parallel'")
+	case sc.Streaming:
 		args = append(args, "streaming 'on'")
 	}
 	return args
+}
+
+// forServer adapts sc to the server it is recorded from. The scenarios are
+// written for PostgreSQL 15. From 16 on, every scenario but v1_savepoints
+// (which is about protocol 1) uses protocol 4, and the streaming ones
+// stream with streaming 'parallel', whose Stream Abort messages carry the
+// abort LSN and time; their descriptions say so.
+func (sc scenario) forServer(versionNum int) scenario {
+	if versionNum < 160000 || sc.Name == "v1_savepoints" {
+		return sc
+	}
+	from := fmt.Sprintf("proto %d ", sc.Proto)
+	sc.Proto = 4
+	to := "proto 4"
+	if sc.Streaming {
+		sc.Parallel = true
+		to = "proto 4 (streaming 'parallel')"
+	}
+	if rest, ok := strings.CutPrefix(sc.Doc, from); ok {
+		sc.Doc = to + " " + rest
+	} else {
+		sc.Doc = to + ": " + sc.Doc
+	}
+	return sc
 }
 
 // script renders what produced the stream, as SQL with comments.
