@@ -98,7 +98,9 @@ func loadSnapTable(ctx context.Context, cat *catalog, pub string, t tableName) (
 	}
 	for _, r := range cols {
 		name, generated := string(r[0]), string(r[2]) == "t"
-		pubd := published[name] || (all && !generated)
+		// Before PostgreSQL 18 the stream never carries a generated
+		// column, though pg_publication_tables lists it on 15.
+		pubd := (published[name] && (!generated || cat.version >= 18)) || (all && !generated)
 		if !pubd && !isKey[name] {
 			continue
 		}
