@@ -1,6 +1,9 @@
 // Command recordstream records real pgoutput streams from a live PostgreSQL
-// server into decoder/testdata/<scenario>/, for the decoder's golden tests,
-// fuzz seeds and benchmarks.
+// server into decoder/testdata/<scenario>/ (PostgreSQL 15) or
+// decoder/testdata/pg<major>/<scenario>/ (other versions), for the
+// decoder's golden tests, fuzz seeds and benchmarks. From PostgreSQL 16 on
+// the scenarios use protocol 4 and stream with streaming 'parallel' (see
+// forServer).
 //
 // For each scenario it creates a fresh database, runs the setup SQL,
 // creates the publication walex_rec and the logical slot walex_rec
@@ -24,12 +27,15 @@
 // decoded past it. A last one ends the recording.
 //
 // Run from the repository root (starts a throwaway PostgreSQL with
-// internal/pgtest; WALEX_PG_VERSION or WALEX_PG_BIN choose the binaries):
+// internal/pgtest; -pg, WALEX_PG_VERSION or WALEX_PG_BIN choose the
+// binaries; -h lists the flags):
 //
 //	go run ./internal/cmd/recordstream
+//	go run ./internal/cmd/recordstream -pg 17
 //	go run ./internal/cmd/recordstream -run 'stream_.*' -url postgres://postgres@localhost:5432/postgres
 //
-// then rewrite the golden files with go test ./decoder -run Golden -update.
+// then rewrite the golden files with go test ./decoder -run Golden -update
+// and read their changes before committing them (decoder/testdata/README.md).
 package main
 
 import (

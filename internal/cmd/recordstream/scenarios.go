@@ -20,10 +20,10 @@ type step struct {
 
 // scenario is one recorded stream.
 type scenario struct {
-	Name        string
-	Doc         string // what the stream shows
-	Proto       int    // pgoutput proto_version
-	Streaming   bool   // streaming 'on' (proto 2) and logical_decoding_work_mem = 64kB
+	Name      string
+	Doc       string // what the stream shows
+	Proto     int    // pgoutput proto_version
+	Streaming bool   // streaming 'on' (proto 2) and logical_decoding_work_mem = 64kB
 	// Parallel streams with streaming 'parallel' instead of 'on' (proto 4,
 	// PostgreSQL 16 and later): Stream Abort then carries the abort LSN
 	// and time. Set by forServer.
