@@ -506,6 +506,16 @@ func (d *Decoder) spoolMessage(data []byte) error {
 	// aborts): parsing it here too would cost a parse per row of every
 	// streamed transaction for nothing.
 	s := d.cur
+	if s.w == nil && int64(len(data))+4 > d.opts.MemoryBudget {
+		// A message larger than the whole budget (a row with huge values)
+		// goes straight to disk: copied into memory first, it would be
+		// held twice until the spill.
+		freed, err := s.spill(d.opts.SpillDir)
+		if err != nil {
+			return err
+		}
+		d.memUsed -= freed
+	}
 	if _, err := s.append(subxid, data); err != nil {
 		return err
 	}
