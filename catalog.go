@@ -156,6 +156,9 @@ type tableState struct {
 	exists    bool
 	published bool   // the publication publishes its changes
 	identity  string // pg_class.relreplident: d, n, f or i
+	// partitioned: a partitioned table, whose changes are its
+	// partitions' (see publication.viaRoot).
+	partitioned bool
 }
 
 // tables looks up the subscribed tables and whether the publication
@@ -183,7 +186,7 @@ func (t *catalog) tables(ctx context.Context, pub string, tables []tableName) (m
 			SELECT i.inhparent FROM pg_inherits i JOIN anc ON i.inhrelid = anc.relid
 			  JOIN pg_class k ON k.oid = i.inhrelid AND k.relispartition
 		)
-		SELECT c.relreplident,
+		SELECT c.relreplident, c.relkind = 'p',
 		       coalesce((SELECT (p.puballtables AND c.relpersistence = 'p')
 		                     OR EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prrelid IN (SELECT relid FROM anc))
 		                     OR ` + schemas + `
@@ -200,7 +203,7 @@ func (t *catalog) tables(ctx context.Context, pub string, tables []tableName) (m
 			out[tbl] = tableState{}
 			continue
 		}
-		out[tbl] = tableState{exists: true, identity: string(rows[0][0]), published: string(rows[0][1]) == "t"}
+		out[tbl] = tableState{exists: true, identity: string(rows[0][0]), partitioned: string(rows[0][1]) == "t", published: string(rows[0][2]) == "t"}
 	}
 	return out, nil
 }
@@ -210,17 +213,24 @@ type publication struct {
 	exists    bool
 	allTables bool
 	ops       map[EventType]bool // the operations it publishes
+	// viaRoot: publish_via_partition_root, the changes of a partition
+	// are sent under the name of its partitioned table (the topmost
+	// published one); otherwise under the partition's.
+	viaRoot bool
 }
 
 func (t *catalog) publication(ctx context.Context, pub string) (publication, error) {
 	if err := t.connect(ctx); err != nil {
 		return publication{}, err
 	}
-	truncate := "true"
+	truncate, viaRoot := "true", "false"
 	if t.version >= 11 {
 		truncate = "pubtruncate"
 	}
-	rows, err := t.query(ctx, `SELECT puballtables, pubinsert, pubupdate, pubdelete, `+truncate+` FROM pg_publication WHERE pubname = $1`, pub)
+	if t.version >= 13 {
+		viaRoot = "pubviaroot"
+	}
+	rows, err := t.query(ctx, `SELECT puballtables, pubinsert, pubupdate, pubdelete, `+truncate+`, `+viaRoot+` FROM pg_publication WHERE pubname = $1`, pub)
 	if err != nil {
 		return publication{}, fmt.Errorf("walex: look up publication %q: %w", pub, err)
 	}
@@ -230,7 +240,22 @@ func (t *catalog) publication(ctx context.Context, pub string) (publication, err
 	r := rows[0]
 	return publication{exists: true, allTables: string(r[0]) == "t", ops: map[EventType]bool{
 		Insert: string(r[1]) == "t", Update: string(r[2]) == "t", Delete: string(r[3]) == "t", Truncate: string(r[4]) == "t",
-	}}, nil
+	}, viaRoot: string(r[5]) == "t"}, nil
+}
+
+// partitions returns the leaf partitions of a partitioned table.
+func (t *catalog) partitions(ctx context.Context, tbl tableName) ([]tableName, error) {
+	rows, err := t.query(ctx, `SELECT n.nspname, c.relname FROM pg_partition_tree($1::regclass) p
+		JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE p.isleaf ORDER BY 1, 2`, tbl.quoted())
+	if err != nil {
+		return nil, fmt.Errorf("walex: list the partitions of %s: %w", tbl, err)
+	}
+	out := make([]tableName, len(rows))
+	for i, r := range rows {
+		out[i] = tableName{Schema: string(r[0]), Table: string(r[1])}
+	}
+	return out, nil
 }
 
 // ensurePublication creates the publication for the tables, or adds the
@@ -246,6 +271,20 @@ func (t *catalog) ensurePublication(ctx context.Context, pub string, tables []ta
 			names = append(names, tbl.quoted())
 		}
 		sql := "CREATE PUBLICATION " + sqlquote.Ident(pub) + " FOR TABLE " + strings.Join(names, ", ")
+		if t.version >= 13 {
+			// A subscribed partitioned table gets its partitions'
+			// changes under its own name.
+			states, err := t.tables(ctx, pub, tables)
+			if err != nil {
+				return err
+			}
+			for _, tbl := range tables {
+				if states[tbl].partitioned {
+					sql += " WITH (publish_via_partition_root = true)"
+					break
+				}
+			}
+		}
 		if _, err := t.query(ctx, sql); err != nil {
 			return publicationDDLError(fmt.Sprintf("create publication %q", pub), err)
 		}

@@ -63,6 +63,9 @@ func (s *session) checkTables() error {
 				logkey.Table, t.String(), logkey.Publication, cfg.Publication, logkey.Fix, addTableFix(cfg.Publication, []tableName{t}))
 		}
 	}
+	if err := c.checkPartitioned(s.ctx, cat, cfg.Publication, pub, subs, states, s.initial); err != nil {
+		return err
+	}
 	c.warnUnpublishedOperations(cfg.Publication, pub)
 	c.warnUnjudgedFilters(states)
 	return nil
@@ -176,11 +179,59 @@ func (c *Client) checkNewSubscriptions(ctx context.Context, cfg *validated, tabl
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %s in database %q; create it first", ErrTableNotFound, joinTables(missing), cfg.conn.Database)
 	}
-	if len(unpublished) == 0 {
+	if len(unpublished) > 0 {
+		if !cfg.CreatePublication {
+			return notPublishedError(cfg.Publication, unpublished)
+		}
+		if err := cat.ensurePublication(ctx, cfg.Publication, unpublished); err != nil {
+			return err
+		}
+		if states, err = cat.tables(ctx, cfg.Publication, tables); err != nil {
+			return err
+		}
+	}
+	pub, err := cat.publication(ctx, cfg.Publication)
+	if err != nil {
+		return err
+	}
+	return c.checkPartitioned(ctx, cat, cfg.Publication, pub, tables, states, true)
+}
+
+// checkPartitioned finds the subscribed partitioned tables whose changes
+// the publication sends under the names of their partitions
+// (publish_via_partition_root = false), so that no events would come
+// under the table's own name, unless every partition is subscribed too
+// (then the table's subscription serves its snapshots): already, or among
+// tables (the keys of states). Such a table is an ErrNotPublished error
+// when strict, else a warning.
+func (c *Client) checkPartitioned(ctx context.Context, cat *catalog, pubName string, pub publication, tables []tableName, states map[tableName]tableState, strict bool) error {
+	if pub.viaRoot {
 		return nil
 	}
-	if cfg.CreatePublication {
-		return cat.ensurePublication(ctx, cfg.Publication, unpublished)
+	for _, t := range tables {
+		if st := states[t]; !st.exists || !st.published || !st.partitioned {
+			continue
+		}
+		parts, err := cat.partitions(ctx, t)
+		if err != nil {
+			return err
+		}
+		covered := true
+		for _, p := range parts {
+			if _, ok := states[p]; !ok && !c.isSubscribed(p.Schema, p.Table) {
+				covered = false
+			}
+		}
+		if covered {
+			continue
+		}
+		fix := "ALTER PUBLICATION " + sqlquote.Ident(pubName) + " SET (publish_via_partition_root = true), or subscribe to its partitions (" + joinTables(parts) + ")"
+		if strict {
+			return fmt.Errorf("%w %q under its name: %s is partitioned, and the publication sends the changes of its partitions under their own names (publish_via_partition_root = false), so no events would come for it; run %s",
+				ErrNotPublished, pubName, t, fix)
+		}
+		c.logger().Warn("walex: a subscribed partitioned table gets no events: the publication sends its partitions' changes under their own names (publish_via_partition_root = false)",
+			logkey.Table, t.String(), logkey.Publication, pubName, logkey.Fix, fix)
 	}
-	return notPublishedError(cfg.Publication, unpublished)
+	return nil
 }

@@ -313,3 +313,111 @@ func TestPublicationGeneratedColumns(t *testing.T) {
 		t.Run("pg18 "+pc.name, func(t *testing.T) { run(t, srv, pc) })
 	}
 }
+
+// partitionSetup is a table partitioned by region, with one row in each
+// partition.
+const partitionSetup = markSetup + `CREATE TABLE m (id int, region text, v int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+	CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu');
+	CREATE TABLE m_us PARTITION OF m FOR VALUES IN ('us');
+	INSERT INTO m VALUES (1, 'eu', 10), (2, 'us', 20);`
+
+// partitionChanges makes the changes whose events TestPublicationPartitions
+// checks: an insert into each partition, an update within one, an update
+// that moves a row to the other partition (a delete and an insert), and a
+// delete.
+func partitionChanges(t *testing.T, url string) {
+	exec(t, url, `INSERT INTO m VALUES (3, 'eu', 30), (4, 'us', 40)`)
+	exec(t, url, `UPDATE m SET v = 31 WHERE id = 3`)
+	exec(t, url, `UPDATE m SET region = 'us' WHERE id = 1`)
+	exec(t, url, `DELETE FROM m WHERE id = 4`)
+}
+
+// partitionEvents are the events of partitionChanges, named by the tables
+// an event of each partition names.
+func partitionEvents(eu, us string) []wantEvent {
+	row := func(id int32, region string, v int32) map[string]any {
+		return map[string]any{"id": id, "region": region, "v": v}
+	}
+	key := func(id int32, region string) map[string]any { return map[string]any{"id": id, "region": region} }
+	return []wantEvent{
+		{typ: walex.Insert, table: eu, new: row(3, "eu", 30)},
+		{typ: walex.Insert, table: us, new: row(4, "us", 40)},
+		{typ: walex.Update, table: eu, new: row(3, "eu", 31)},
+		{typ: walex.Delete, table: eu, old: key(1, "eu")},
+		{typ: walex.Insert, table: us, new: row(1, "us", 10)},
+		{typ: walex.Delete, table: us, old: key(4, "us")},
+	}
+}
+
+// TestPublicationPartitions: with publish_via_partition_root the changes
+// of a partitioned table's partitions name the table; without it they
+// name the partition, and a subscription to the table alone is refused
+// (it would get no events).
+func TestPublicationPartitions(t *testing.T) {
+	t.Run("via root", func(t *testing.T) {
+		url := testDB(t, partitionSetup+`CREATE PUBLICATION events FOR TABLE m, mark WITH (publish_via_partition_root = true);`)
+		c := newClient(t, url, "viaroot", []string{"m", "mark"}, func(cfg *walex.Config) { cfg.Logger = testLogger(t) })
+		k := collectEvents(c)
+		running(t, c)
+		waitStreaming(t, url, "viaroot_walex")
+		partitionChanges(t, url)
+		checkEvents(t, "via root", k.untilMark(t, url, 1), partitionEvents("m", "m"))
+	})
+	t.Run("partitions subscribed", func(t *testing.T) {
+		url := testDB(t, partitionSetup+`CREATE PUBLICATION events FOR TABLE m, mark;`)
+		c := newClient(t, url, "partsubs", []string{"m_eu", "m_us", "mark"}, func(cfg *walex.Config) { cfg.Logger = testLogger(t) })
+		k := collectEvents(c)
+		running(t, c)
+		waitStreaming(t, url, "partsubs_walex")
+		partitionChanges(t, url)
+		checkEvents(t, "partitions subscribed", k.untilMark(t, url, 1), partitionEvents("m_eu", "m_us"))
+	})
+	t.Run("root subscribed", func(t *testing.T) {
+		// Its events would name the partitions: Run refuses to start,
+		// and AddSubscriptions to add it, with the two fixes.
+		url := testDB(t, partitionSetup+`CREATE PUBLICATION events FOR TABLE m, mark;`)
+		c := newClient(t, url, "rootsub", []string{"m", "mark"}, func(cfg *walex.Config) { cfg.Logger = testLogger(t) })
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := c.Run(ctx)
+		if !errors.Is(err, walex.ErrNotPublished) || !walex.IsPermanent(err) ||
+			!strings.Contains(err.Error(), "publish_via_partition_root = true") || !strings.Contains(err.Error(), "public.m_eu, public.m_us") {
+			t.Fatalf("Run subscribed to a partitioned table published under its partitions' names: %v, want a permanent ErrNotPublished with the fixes", err)
+		}
+		c = newClient(t, url, "rootsub", []string{"m_eu", "mark"}, func(cfg *walex.Config) { cfg.Logger = testLogger(t) })
+		running(t, c)
+		waitStreaming(t, url, "rootsub_walex")
+		if err := c.AddSubscriptions("m"); !errors.Is(err, walex.ErrNotPublished) {
+			t.Errorf("AddSubscriptions(m) = %v, want ErrNotPublished", err)
+		}
+		// With every partition subscribed as well, the table's
+		// subscription serves its snapshots (Read events name it).
+		if err := c.AddSubscriptions("m_us", "m"); err != nil {
+			t.Fatal(err)
+		}
+		k := collectEvents(c)
+		if err := c.Snapshot(ctx, "m"); err != nil {
+			t.Fatal(err)
+		}
+		partitionChanges(t, url)
+		got := k.untilMark(t, url, 1)
+		checkEvents(t, "root and partitions subscribed", got[2:], partitionEvents("m_eu", "m_us"))
+		checkEvents(t, "snapshot of the root", got[:2], []wantEvent{
+			{typ: walex.Read, table: "m", new: map[string]any{"id": int32(1), "region": "eu", "v": int32(10)}},
+			{typ: walex.Read, table: "m", new: map[string]any{"id": int32(2), "region": "us", "v": int32(20)}},
+		})
+	})
+	t.Run("created publication", func(t *testing.T) {
+		// Config.CreatePublication publishes via the root.
+		url := testDB(t, partitionSetup)
+		c := newClient(t, url, "rootcreate", []string{"m", "mark"}, func(cfg *walex.Config) {
+			cfg.CreatePublication = true
+			cfg.Logger = testLogger(t)
+		})
+		k := collectEvents(c)
+		running(t, c)
+		waitStreaming(t, url, "rootcreate_walex")
+		partitionChanges(t, url)
+		checkEvents(t, "created publication", k.untilMark(t, url, 1), partitionEvents("m", "m"))
+	})
+}
