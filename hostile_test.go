@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"reflect"
 	"runtime"
@@ -369,4 +370,144 @@ func TestHugeValues(t *testing.T) {
 	if limit := uint64(hugeHeapFactor * (textLen + byteaLen)); peak > base+limit {
 		t.Errorf("heap grew by %d MiB, more than %.1f× the values' %d MiB", (peak-base)>>20, hugeHeapFactor, (textLen+byteaLen)>>20)
 	}
+}
+
+// subxactSQL is one transaction of 10,000 subtransactions (PL/pgSQL blocks
+// with an EXCEPTION clause), each inserting a row: some roll back to their
+// savepoint, some hold a nested subtransaction that rolls back alone, or
+// that commits and then rolls back with its parent.
+const subxactSQL = `BEGIN;
+INSERT INTO sub VALUES (0);
+DO $$
+BEGIN
+	FOR i IN 1..10000 LOOP
+		BEGIN
+			INSERT INTO sub VALUES (i);
+			IF i % 100 = 25 THEN
+				BEGIN INSERT INTO sub VALUES (-i); RAISE EXCEPTION 'inner'; EXCEPTION WHEN raise_exception THEN NULL; END;
+			ELSIF i % 100 = 50 THEN
+				BEGIN INSERT INTO sub VALUES (-i); EXCEPTION WHEN raise_exception THEN NULL; END;
+				RAISE EXCEPTION 'outer';
+			ELSIF i % 100 = 75 THEN
+				BEGIN INSERT INTO sub VALUES (-i); EXCEPTION WHEN raise_exception THEN NULL; END;
+			ELSIF i % 7 = 0 THEN
+				RAISE EXCEPTION 'roll back';
+			END IF;
+		EXCEPTION WHEN raise_exception THEN NULL;
+		END;
+	END LOOP;
+END $$;
+INSERT INTO sub VALUES (10001);
+COMMIT;`
+
+// subxactRows are the ids subxactSQL leaves, in insertion order.
+func subxactRows() []int32 {
+	rows := []int32{0}
+	for i := int32(1); i <= 10000; i++ {
+		switch {
+		case i%100 == 25:
+			rows = append(rows, i)
+		case i%100 == 50:
+		case i%100 == 75:
+			rows = append(rows, i, -i)
+		case i%7 != 0:
+			rows = append(rows, i)
+		}
+	}
+	return append(rows, 10001)
+}
+
+// TestSubtransactions: a transaction of 10,000 subtransactions, some
+// rolled back, is delivered as one transaction with exactly the rows that
+// committed, in order: decoded at its commit, and streamed by the server
+// while in progress (logical_decoding_work_mem at its minimum, spilled to
+// disk past a small MemoryBudget), where each rolled-back subtransaction
+// arrives as a Stream Abort of its own.
+func TestSubtransactions(t *testing.T) {
+	for _, streamed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("streamed=%t", streamed), func(t *testing.T) {
+			url := testDB(t, `CREATE TABLE sub (id int PRIMARY KEY); CREATE TABLE next (id int PRIMARY KEY); CREATE PUBLICATION events FOR TABLE sub, next;`)
+			if streamed {
+				exec(t, url, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET logical_decoding_work_mem = ''64kB''', current_database()); END $$`)
+			}
+			var (
+				mu    sync.Mutex
+				calls [][]walex.Event
+			)
+			done := make(chan struct{})
+			log := &logs{}
+			c := newClient(t, url, "subxact", []string{"sub", "next"}, func(cfg *walex.Config) {
+				cfg.MemoryBudget = 64 << 10
+				cfg.SpillDir = t.TempDir()
+				cfg.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			})
+			c.OnInsert("sub", func(ctx context.Context, events []walex.Event) error {
+				mu.Lock()
+				defer mu.Unlock()
+				calls = append(calls, events)
+				return nil
+			})
+			c.OnInsert("next", func(ctx context.Context, events []walex.Event) error {
+				close(done)
+				return nil
+			})
+			running(t, c)
+			waitStreaming(t, url, "subxact_walex")
+			exec(t, url, subxactSQL)
+			exec(t, url, `INSERT INTO next VALUES (1)`)
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("the transaction after the subtransactions was not delivered within 60 s")
+			}
+			if spilled := log.count("spilled a streamed transaction"); streamed != (spilled > 0) {
+				t.Fatalf("streamed %t, but %d spills logged", streamed, spilled)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			want := subxactRows()
+			if table := subIDs(t, url); len(table) != len(want) {
+				t.Fatalf("the table has %d rows, the test expects %d", len(table), len(want))
+			}
+			if len(calls) != 1 {
+				t.Fatalf("%d handler calls, want 1 (one transaction of %d rows)", len(calls), len(want))
+			}
+			evs := calls[0]
+			var got []int32
+			for i, e := range evs {
+				if e.XID != evs[0].XID || e.CommitLSN != evs[0].CommitLSN || e.Index != i {
+					t.Fatalf("event %d: XID %d, commit LSN %s, index %d; want XID %d, commit LSN %s, index %d", i, e.XID, e.CommitLSN, e.Index, evs[0].XID, evs[0].CommitLSN, i)
+				}
+				got = append(got, e.NewRecord["id"].(int32))
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("got %d rows, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+			}
+		})
+	}
+}
+
+// subIDs returns the ids in the table sub.
+func subIDs(tb testing.TB, url string) []int32 {
+	tb.Helper()
+	conn := connect(tb, url)
+	rows, err := conn.Query(context.Background(), `SELECT id FROM sub`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// firstDiff is the first index where a and b differ.
+func firstDiff(a, b []int32) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
