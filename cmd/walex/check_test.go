@@ -20,7 +20,8 @@ func TestCheckReady(t *testing.T) {
 		`ALTER TABLE todos REPLICA IDENTITY FULL`,
 		`CREATE TABLE measurements (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`,
 		`CREATE TABLE measurements_2025 PARTITION OF measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`,
-		`CREATE PUBLICATION events FOR TABLE users, todos, measurements`,
+		`CREATE PUBLICATION events FOR TABLE users, todos, measurements WITH (publish_via_partition_root = true)`,
+		`CREATE PUBLICATION byname FOR TABLE measurements`,
 		`CREATE PUBLICATION empty`)
 
 	r := cliRun(t, exitOK, url, "check", "--publication", "events", "--tables", "users,todos,measurements")
@@ -46,6 +47,25 @@ func TestCheckReady(t *testing.T) {
 	}
 	if strings.Contains(r.stdout, "PROBLEM") || strings.Contains(r.stdout, "\x1b[") {
 		t.Errorf("a problem, or colours without a terminal:\n%s", r.stdout)
+	}
+
+	// A publication that names the partitions in their changes: the
+	// partitioned table alone gets no events (walex refuses it), with its
+	// partitions it is fine.
+	r = cliRun(t, exitFailure, url, "check", "--publication", "byname", "--tables", "measurements")
+	for _, want := range []string{
+		"PROBLEM  table public.measurements",
+		"publish_via_partition_root = false",
+		`fix: ALTER PUBLICATION "byname" SET (publish_via_partition_root = true);`,
+		"-- or subscribe to its partitions: --tables public.measurements_2025",
+	} {
+		if !containsLoose(r.stdout, want) {
+			t.Errorf("check of a partitioned table by name: output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = cliRun(t, exitOK, url, "check", "--publication", "byname", "--tables", "measurements,measurements_2025")
+	if strings.Contains(r.stdout, "PROBLEM") {
+		t.Errorf("check of a partitioned table with its partitions:\n%s", r.stdout)
 	}
 
 	// Without --tables: the publication's tables; as JSON.

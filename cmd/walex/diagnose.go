@@ -24,6 +24,7 @@ type checker struct {
 	// the publication, when it exists
 	pubExists  bool
 	pubUpdates bool // publishes update or delete
+	pubViaRoot bool // publish_via_partition_root: partitions' changes under the root's name
 	sendersOK  bool // a WAL sender is free for a replication connection
 }
 
@@ -208,11 +209,14 @@ func (k *checker) checkPublication() {
 		return
 	}
 	check := "publication " + k.pub
-	truncate := "true"
+	truncate, viaRoot := "true", "false"
 	if k.d.version >= 11 {
 		truncate = "pubtruncate"
 	}
-	rows, err := k.d.query(k.ctx, `SELECT oid, puballtables, pubinsert, pubupdate, pubdelete, `+truncate+` AS pubtruncate
+	if k.d.version >= 13 {
+		viaRoot = "pubviaroot"
+	}
+	rows, err := k.d.query(k.ctx, `SELECT oid, puballtables, pubinsert, pubupdate, pubdelete, `+truncate+` AS pubtruncate, `+viaRoot+` AS pubviaroot
 		FROM pg_publication WHERE pubname = $1`, k.pub)
 	if err != nil {
 		k.failed(check, err)
@@ -225,6 +229,7 @@ func (k *checker) checkPublication() {
 	p := rows[0]
 	k.pubExists = true
 	k.pubUpdates = p.bool("pubupdate") || p.bool("pubdelete")
+	k.pubViaRoot = p.bool("pubviaroot")
 	var ops, missing []string
 	for _, op := range []string{"insert", "update", "delete", "truncate"} {
 		if p.bool("pub" + op) {

@@ -90,6 +90,32 @@ func (k *checker) checkNamedTable(t tableRef) {
 	for _, r := range rows {
 		k.checkTable(r, false)
 	}
+	if len(rows) > 1 && rows[0]["relkind"] == "p" && k.pubExists && !k.pubViaRoot && rows[0].bool("published") {
+		k.partitionedByName(t, rows[1:])
+	}
+}
+
+// partitionedByName reports a partitioned table of --tables whose
+// publication sends its partitions' changes under their own names
+// (publish_via_partition_root = false): walex refuses to subscribe to the
+// table alone, as no event would name it.
+func (k *checker) partitionedByName(t tableRef, parts []row) {
+	var leaves []string
+	for _, r := range parts {
+		if r["relkind"] != "p" {
+			leaves = append(leaves, r["nspname"]+"."+r["relname"])
+		}
+	}
+	for _, l := range leaves {
+		if slices.ContainsFunc(k.tables, func(x tableRef) bool { return x.String() == l }) {
+			continue
+		}
+		k.add("table "+t.String(), statusProblem,
+			"is partitioned, and publication "+k.pub+" sends its partitions' changes under their own names (publish_via_partition_root = false): no event names "+t.String(),
+			"ALTER PUBLICATION "+sqlquote.Ident(k.pub)+" SET (publish_via_partition_root = true);",
+			"-- or subscribe to its partitions: --tables "+strings.Join(leaves, ","))
+		return
+	}
 }
 
 // checkTable reports on one table; quiet leaves out its OK line.
