@@ -286,7 +286,7 @@ func (t *catalog) ensurePublication(ctx context.Context, pub string, tables []ta
 			}
 		}
 		if _, err := t.query(ctx, sql); err != nil {
-			return publicationDDLError(fmt.Sprintf("create publication %q", pub), err)
+			return t.publicationDDLError(ctx, fmt.Sprintf("create publication %q", pub), pub, tables, true, err)
 		}
 		t.log.Info("walex: created publication", logkey.Publication, pub, logkey.Tables, joinTables(tables))
 		return nil
@@ -304,21 +304,91 @@ func (t *catalog) ensurePublication(ctx context.Context, pub string, tables []ta
 		}
 		sql := "ALTER PUBLICATION " + sqlquote.Ident(pub) + " ADD TABLE " + tbl.quoted()
 		if _, err := t.query(ctx, sql); err != nil {
-			return publicationDDLError(fmt.Sprintf("add table %s to publication %q", tbl, pub), err)
+			return t.publicationDDLError(ctx, fmt.Sprintf("add table %s to publication %q", tbl, pub), pub, []tableName{tbl}, false, err)
 		}
 		t.log.Info("walex: added table to publication", logkey.Publication, pub, logkey.Table, tbl.String())
 	}
 	return nil
 }
 
-// publicationDDLError classifies a failed CREATE or ALTER PUBLICATION: a
-// lock wait is transient, anything else (privileges, ownership) permanent.
-func publicationDDLError(what string, err error) error {
+// publicationDDLError classifies a failed CREATE PUBLICATION (creating)
+// or ALTER PUBLICATION ... ADD TABLE of the tables: a lock wait is
+// transient, anything else (privileges, ownership) permanent. A missing
+// privilege (insufficient_privilege) gets the statements that fix it.
+func (t *catalog) publicationDDLError(ctx context.Context, what, pub string, tables []tableName, creating bool, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
 		return fmt.Errorf("walex: %s (Config.CreatePublication): %w", what, err)
 	}
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		if fix := t.publicationFix(ctx, pub, tables, creating); fix != "" {
+			return permanentf("walex: %s (Config.CreatePublication): %w; %s", what, err, fix)
+		}
+	}
 	return permanentf("walex: %s (Config.CreatePublication): %w", what, err)
+}
+
+// publicationFix finds out which privileges the role lacks to create the
+// publication for the tables (creating) or to add them to it: CREATE on
+// the database to create one, ownership of the publication to alter it,
+// and ownership of every table (through membership of its owner's role,
+// too) either way. It says how to grant each, or how an admin does
+// without: creating the publication, or adding the tables, as their
+// owner. It is "" when the lookup fails or finds nothing missing.
+func (t *catalog) publicationFix(ctx context.Context, pub string, tables []tableName, creating bool) string {
+	role := sqlquote.Ident(t.cfg.User)
+	var fixes []string
+	if creating {
+		rows, err := t.query(ctx, `SELECT has_database_privilege(current_database(), 'CREATE'), current_database()`)
+		if err != nil || len(rows) != 1 {
+			return ""
+		}
+		if string(rows[0][0]) != "t" {
+			fixes = append(fixes, "GRANT CREATE ON DATABASE "+sqlquote.Ident(string(rows[0][1]))+" TO "+role+";")
+		}
+	} else {
+		rows, err := t.query(ctx, `SELECT pg_has_role(p.pubowner, 'USAGE'), r.rolname, r.rolsuper
+			FROM pg_publication p JOIN pg_roles r ON r.oid = p.pubowner WHERE p.pubname = $1`, pub)
+		if err != nil || len(rows) != 1 {
+			return ""
+		}
+		if string(rows[0][0]) != "t" {
+			fixes = append(fixes, "ALTER PUBLICATION "+sqlquote.Ident(pub)+" OWNER TO "+role+";"+memberFix(rows[0][1], rows[0][2], role))
+		}
+	}
+	for _, tbl := range tables {
+		rows, err := t.query(ctx, `SELECT pg_has_role(c.relowner, 'USAGE'), r.rolname, r.rolsuper
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
+			WHERE n.nspname = $1 AND c.relname = $2`, tbl.Schema, tbl.Table)
+		if err != nil {
+			return ""
+		}
+		if len(rows) == 1 && string(rows[0][0]) != "t" {
+			fixes = append(fixes, "ALTER TABLE "+tbl.quoted()+" OWNER TO "+role+";"+memberFix(rows[0][1], rows[0][2], role))
+		}
+	}
+	if len(fixes) == 0 {
+		return ""
+	}
+	admin := "CREATE PUBLICATION " + sqlquote.Ident(pub) + " FOR TABLE "
+	if !creating {
+		admin = "ALTER PUBLICATION " + sqlquote.Ident(pub) + " ADD TABLE "
+	}
+	var all []string
+	for _, tbl := range tables {
+		all = append(all, tbl.quoted())
+	}
+	return "the role " + role + " lacks privileges; run " + strings.Join(fixes, " ") +
+		" A publication of a table needs its owner: alternatively, have the tables' owner (or a superuser) run " + admin + strings.Join(all, ", ") + "; and turn Config.CreatePublication off"
+}
+
+// memberFix is the other way to own what owner owns: membership of its
+// role; never offered for a superuser's, which would make the role one.
+func memberFix(owner, super []byte, role string) string {
+	if string(super) == "t" {
+		return ""
+	}
+	return " (or GRANT " + sqlquote.Ident(string(owner)) + " TO " + role + ";)"
 }
 
 // ResolveType implements pgvalue.TypeResolver with a catalog query.

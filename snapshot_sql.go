@@ -300,7 +300,7 @@ func snapshotQueryError(t tableName, role string, err error) error {
 	if errors.As(err, &pgErr) {
 		switch {
 		case pgErr.Code == "42501":
-			return permanentf("walex: snapshot of %s: %w; grant the privilege: GRANT SELECT ON %s TO %s", t, err, t.quoted(), sqlquote.Ident(role))
+			return permanentf("walex: snapshot of %s: %w; grant the privilege: GRANT SELECT ON %s TO %s;", t, err, t.quoted(), sqlquote.Ident(role))
 		case pgErr.Code == "57014":
 			return fmt.Errorf("walex: snapshot of %s: a chunk query was cancelled (statement_timeout): %w; walex retries with smaller chunks; lower Config.SnapshotChunkSize or raise statement_timeout for the role", t, err)
 		case strings.HasPrefix(pgErr.Code, "42"):
@@ -339,19 +339,31 @@ func ensureStore(ctx context.Context, cat *catalog, t tableName, role string) er
 	if _, err := cat.query(ctx, storeDDL(t)); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
-			return permanentf("walex: cannot create the snapshot progress table %s (Config.SnapshotTable): %w; create it as a role that may (%s), then GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s",
-				t, err, strings.Join(strings.Fields(storeDDL(t)), " "), t.quoted(), sqlquote.Ident(role))
+			return permanentf("walex: cannot create the snapshot progress table %s (Config.SnapshotTable): %w; run GRANT CREATE ON SCHEMA %s TO %s; or create the table as a role that may (%s;) and GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s;",
+				t, err, sqlquote.Ident(t.Schema), sqlquote.Ident(role), strings.Join(strings.Fields(storeDDL(t)), " "), t.quoted(), sqlquote.Ident(role))
 		}
 		return fmt.Errorf("walex: create the snapshot progress table %s: %w", t, err)
 	}
 	return nil
 }
 
+// storeError wraps a failed statement on the progress table t; a missing
+// privilege is permanent and names the grants the role needs.
+func storeError(cat *catalog, t tableName, what string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		role := sqlquote.Ident(cat.cfg.User)
+		return permanentf("walex: %s the snapshot progress table %s (Config.SnapshotTable): %w; grant the role what it needs: GRANT USAGE ON SCHEMA %s TO %s; GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s;",
+			what, t, err, sqlquote.Ident(t.Schema), role, t.quoted(), role)
+	}
+	return fmt.Errorf("walex: %s the snapshot progress table %s: %w", what, t, err)
+}
+
 // storeExists reports whether the progress table exists.
 func storeExists(ctx context.Context, cat *catalog, t tableName) (bool, error) {
 	rows, err := cat.query(ctx, `SELECT to_regclass($1) IS NOT NULL`, t.quoted())
 	if err != nil {
-		return false, err
+		return false, storeError(cat, t, "look up", err)
 	}
 	return len(rows) == 1 && string(rows[0][0]) == "t", nil
 }
@@ -375,7 +387,7 @@ func loadStore(ctx context.Context, cat *catalog, t tableName, slot string) ([]s
 		coalesce(extract(epoch FROM started_at)::text, ''), coalesce(extract(epoch FROM done_at)::text, ''), chunks::text, rereads::text
 		FROM `+t.quoted()+` WHERE slot_name = $1`, slot)
 	if err != nil {
-		return nil, fmt.Errorf("walex: read the snapshot progress table %s: %w", t, err)
+		return nil, storeError(cat, t, "read", err)
 	}
 	var out []storedSnap
 	for _, r := range rows {
@@ -433,7 +445,7 @@ func saveStore(ctx context.Context, cat *catalog, t tableName, slot string, s st
 		slot, s.table.Schema, s.table.Table, strconv.FormatBool(s.initial), state, strconv.FormatUint(s.rows, 10), strconv.FormatInt(s.estimated, 10),
 		ts(s.started), ts(s.doneAt), string(marks), string(rereads))
 	if err != nil {
-		return fmt.Errorf("walex: save the snapshot progress of %s in %s: %w", s.table, t, err)
+		return storeError(cat, t, "save the progress of "+s.table.String()+" in", err)
 	}
 	return nil
 }
@@ -443,7 +455,7 @@ func saveStore(ctx context.Context, cat *catalog, t tableName, slot string, s st
 // the two still leaves the snapshot to do.
 func resetStore(ctx context.Context, cat *catalog, t tableName, slot string, tables []tableName) error {
 	if _, err := cat.query(ctx, `DELETE FROM `+t.quoted()+` WHERE slot_name = $1`, slot); err != nil {
-		return fmt.Errorf("walex: reset the snapshot progress in %s: %w", t, err)
+		return storeError(cat, t, "reset", err)
 	}
 	for _, tb := range tables {
 		if err := saveStore(ctx, cat, t, slot, storedSnap{table: tb, initial: true}); err != nil {

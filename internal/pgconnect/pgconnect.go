@@ -20,9 +20,11 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/walex-go/walex/internal/sqlquote"
 )
 
 // Error is a connection failure with its classification.
@@ -87,7 +89,9 @@ func classify(ctx context.Context, cfg *pgconn.Config, what string, err error) e
 		case "3D000": // invalid_catalog_name
 			return permanent("the database does not exist: check the database name")
 		case "42501": // insufficient_privilege
-			return permanent("the role may not connect this way: a replication connection needs the REPLICATION attribute (ALTER ROLE ... REPLICATION; on RDS: GRANT rds_replication TO ...)")
+			if fix := privilegeFix(cfg, what, pgErr); fix != "" {
+				return permanent("%s", fix)
+			}
 		}
 		switch pgErr.Code[:2] {
 		case "22", "42": // data_exception, syntax_error_or_access_rule_violation: a bad startup setting
@@ -107,6 +111,27 @@ func classify(ctx context.Context, cfg *pgconn.Config, what string, err error) e
 		return permanent("the server does not accept TLS connections, and sslmode requires TLS: turn ssl on in the server's configuration, or set sslmode=prefer (or disable) if plaintext is acceptable on this network")
 	}
 	return &Error{Reason: "connect for " + what, Err: err}
+}
+
+// privilegeFix says which privilege a connection refused with
+// insufficient_privilege lacks, and the statement that grants it, or ""
+// when the refusal is about a setting of the connection (the generic
+// message of a rejected setting then applies). It tells the cases apart
+// by the server function that raised the error, which is not translated
+// as the message is: CheckMyDatabase checks the CONNECT privilege,
+// InitPostgres a replication connection's REPLICATION attribute, and
+// set_config_option a parameter the role may not set.
+func privilegeFix(cfg *pgconn.Config, what string, pgErr *pgconn.PgError) string {
+	role := sqlquote.Ident(cfg.User)
+	switch {
+	case pgErr.Routine == "CheckMyDatabase":
+		return fmt.Sprintf("the role lacks the CONNECT privilege on the database: run GRANT CONNECT ON DATABASE %s TO %s;", sqlquote.Ident(cfg.Database), role)
+	case strings.HasPrefix(pgErr.Routine, "set_config"):
+		return ""
+	case what == "replication":
+		return fmt.Sprintf("the role lacks the REPLICATION attribute, which a replication connection needs: run ALTER ROLE %s REPLICATION; (on Amazon RDS and Aurora: GRANT rds_replication TO %s;)", role, role)
+	}
+	return "the role may not connect this way (insufficient privilege)"
 }
 
 // requiresTLS reports whether cfg never falls back to a plaintext TCP
