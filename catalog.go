@@ -131,19 +131,32 @@ func (t *catalog) watchLocks(ctx context.Context, pid uint32) (stop func()) {
 			return
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
-		res := conn.ExecParams(ctx, `SELECT a.pid, coalesce(a.usename, ''), coalesce(a.state, ''), coalesce(round(extract(epoch FROM now() - a.xact_start))::text, '?'), left(coalesce(a.query, ''), 200)
+		// A role sees the state and query of another role's session
+		// only with pg_read_all_stats (or membership of that role).
+		res := conn.ExecParams(ctx, `SELECT a.pid, coalesce(a.usename, ''), coalesce(a.state, ''), coalesce(round(extract(epoch FROM now() - a.xact_start))::text, '?'), left(coalesce(a.query, ''), 200),
+				a.usesysid IS NOT NULL AND (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_read_all_stats', 'USAGE'))
 			FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1))`,
 			[][]byte{[]byte(strconv.FormatUint(uint64(pid), 10))}, nil, nil, nil).Read()
 		if res.Err != nil || len(res.Rows) == 0 {
 			return
 		}
 		var blockers []string
+		fix := "end or commit the blocking transaction, or wait for it"
+		hidden := false
 		for _, r := range res.Rows {
+			if string(r[5]) != "t" {
+				hidden = true
+				blockers = append(blockers, fmt.Sprintf("pid %s (user %s; its state and query are hidden from this role)", r[0], r[1]))
+				continue
+			}
 			blockers = append(blockers, fmt.Sprintf("pid %s (user %s, %s, transaction open %ss: %s)", r[0], r[1], r[2], r[3], r[4]))
+		}
+		if hidden {
+			fix += "; to see other roles' queries here, GRANT pg_read_all_stats TO " + sqlquote.Ident(t.cfg.User) + ";"
 		}
 		t.log.Warn("walex: a catalog query waits for a lock held by another session; it gives up after the lock_timeout and walex retries with backoff",
 			logkey.Blockers, strings.Join(blockers, "; "), logkey.Timeout, catalogLockTimeout,
-			logkey.Fix, "end or commit the blocking transaction, or wait for it")
+			logkey.Fix, fix)
 	}()
 	return func() {
 		cancel()

@@ -89,6 +89,7 @@ func TestLeastPrivilege(t *testing.T) {
 		CREATE TABLE secret (id int PRIMARY KEY);
 		INSERT INTO secret VALUES (1);
 		CREATE TABLE extra (id int PRIMARY KEY);
+		CREATE TABLE extra2 (id int PRIMARY KEY);
 		CREATE TABLE other (id int);
 		CREATE PUBLICATION events FOR TABLE users, secret;`)
 	minURL := loginRole(t, url, "walex_min", testPassword(t))
@@ -169,6 +170,26 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Errorf("%d Read events, want %d (the initial snapshot of 50 rows, Snapshot(users) of 51)", got, want)
 	}
 
+	// With the tables and the publication its own, CreatePublication adds
+	// a table; the session that blocks it meanwhile is named, though
+	// the role may not see its query.
+	exec(t, url, `ALTER TABLE extra OWNER TO walex_min; CREATE PUBLICATION ownpub FOR TABLE users; ALTER PUBLICATION ownpub OWNER TO walex_min`)
+	lockerPID, release := lockTable(t, url, "extra")
+	logger, log = captureLogs(t)
+	c = newClient(t, minURL, "own", []string{"extra"}, fastReconnect, func(cfg *walex.Config) {
+		cfg.Publication, cfg.CreatePublication, cfg.Logger = "ownpub", true, logger
+	})
+	c.OnEvent("extra", r.handler("extra"))
+	running(t, c)
+	waitFor(t, 30*time.Second, "a warning naming the blocking backend", func() (bool, error) {
+		return log.count("waits for a lock held by another session", fmt.Sprintf("pid %d (user ", lockerPID), "hidden from this role",
+			`GRANT pg_read_all_stats TO \"walex_min\";`) > 0, nil
+	})
+	release()
+	waitStreaming(t, url, "own_walex")
+	exec(t, url, `INSERT INTO extra VALUES (1)`)
+	waitFor(t, 30*time.Second, "the insert into the added table", func() (bool, error) { return countTypes(r)[walex.Insert] == 4, nil })
+
 	// What each missing privilege says.
 	noRepURL := plainRole(t, url, "walex_norep", testPassword(t))
 	exec(t, url, `GRANT SELECT ON users TO walex_norep`)
@@ -208,10 +229,10 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Errorf("error %q names CREATE on the database, which the role has", err)
 	}
 	noSuper("CreatePublication of a table it does not own", err)
-	err = runErr(t, minConfig(minURL, "noadd", "events", []string{"extra"}, create))
+	err = runErr(t, minConfig(minURL, "noadd", "events", []string{"extra2"}, create))
 	noSuper("CreatePublication adding a table", err)
 	wantFix(t, "CreatePublication adding a table to a publication of another role", err,
-		`ALTER PUBLICATION "events" OWNER TO "walex_min";`, `ALTER TABLE "public"."extra" OWNER TO "walex_min";`, `ALTER PUBLICATION "events" ADD TABLE "public"."extra";`)
+		`ALTER PUBLICATION "events" OWNER TO "walex_min";`, `ALTER TABLE "public"."extra2" OWNER TO "walex_min";`, `ALTER PUBLICATION "events" ADD TABLE "public"."extra2";`)
 }
 
 // countTypes counts the events the recorder saw by type.
