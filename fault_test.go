@@ -670,6 +670,9 @@ func TestFaultHandlerRetries(t *testing.T) {
 		_, rerr := r.exited()
 		t.Fatalf("%v (Run: %v)", err, rerr)
 	}
+	// The last handler has seen the rows; the transaction is counted once
+	// the dispatch of all its handlers returned, a moment later.
+	waitFor(t, 10*time.Second, "the transactions counted", func() (bool, error) { return c.Stats().Transactions >= txns, nil })
 	ds := l.snapshot()
 	checkLedger(t, ds, rowsPerTxn, txns*rowsPerTxn, nil)
 	mu.Lock()
