@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/walex-go/walex/internal/benchload"
 )
 
 // machineInfo describes the machine, Go, PostgreSQL and its settings. It
@@ -44,7 +45,7 @@ func (b *bench) machineInfo(ctx context.Context) (string, error) {
 	}
 	fmt.Fprintf(&sb, "settings    %s\n", strings.Join(settings, " "))
 	if slices.Contains(b.o.workloads, "W2") {
-		if p, err := b.pgbench(); err == nil {
+		if p, err := benchload.FindPgbench(b.srv); err == nil {
 			out, _ := exec.CommandContext(ctx, p, "--version").Output()
 			fmt.Fprintf(&sb, "pgbench     %s\n", strings.TrimSpace(string(out)))
 		}

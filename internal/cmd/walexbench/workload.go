@@ -5,11 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,19 +14,16 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/walex-go/walex/internal/benchload"
 	"github.com/walex-go/walex/internal/pgtest"
 )
 
 const (
 	publication = "walexbench"
-	// tableDDL is the five-column row of every workload.
-	tableDDL = `CREATE TABLE %s (id bigserial PRIMARY KEY, t text, n numeric, ts timestamptz, j jsonb)`
-	// w1Rows inserts $1 rows of W1's shape into table %s (W1, and the
-	// tables W3 and the snapshot workload load beforehand).
-	w1Rows = `INSERT INTO %s (t, n, ts, j)
-		SELECT md5(i::text), round((random() * 100000)::numeric, 2), now() + i * interval '1 second',
-		       jsonb_build_object('k', i, 'tag', 'x', 'ok', true)
-		FROM generate_series(1, $1) AS i`
+	// The table and W1's rows are shared with natsbench (internal/benchload).
+	tableDDL  = benchload.TableDDL
+	w1Rows    = benchload.W1Rows
+	w2Clients = benchload.W2Clients
 )
 
 type bench struct {
@@ -52,7 +46,7 @@ type workload struct {
 	write func(ctx context.Context, b *bench, db string, conn *pgx.Conn) (events int64, note string, err error)
 }
 
-func scaled(n int, scale float64) int { return max(1, int(math.Round(float64(n)*scale))) }
+func scaled(n int, scale float64) int { return benchload.Scaled(n, scale) }
 
 var workloads = map[string]*workload{
 	"W1": {
@@ -109,74 +103,25 @@ var workloads = map[string]*workload{
 	},
 }
 
-const (
-	w2Clients = 4
-	w2Threads = 2
-	w3Txns    = 20
-)
+const w3Txns = 20
 
-func w2PerClient(o options) int { return max(1, scaled(100_000, o.scale)/w2Clients) }
+func w2PerClient(o options) int { return benchload.W2PerClient(o.scale) }
 
-// writeW2 runs pgbench with a one-INSERT script; pgbench is the one next to
-// the server's binaries (or, if that directory has none, as the npm builds
-// do not, the one on PATH or the newest of /usr/lib/postgresql/*/bin).
+// writeW2 runs W2's pgbench (see benchload.RunW2).
 func writeW2(ctx context.Context, b *bench, db string, conn *pgx.Conn) (int64, string, error) {
-	pgbench, err := b.pgbench()
+	tps, err := benchload.RunW2(ctx, b.srv, db, b.o.scale)
 	if err != nil {
 		return 0, "", err
-	}
-	script, err := os.CreateTemp("", "walexbench-w2-*.sql")
-	if err != nil {
-		return 0, "", err
-	}
-	defer os.Remove(script.Name())
-	_, err = script.WriteString(`INSERT INTO w2 (t, n, ts, j) VALUES (md5(random()::text), round((random() * 100000)::numeric, 2), now(), jsonb_build_object('k', :client_id::int, 'tag', 'x', 'ok', true));` + "\n")
-	if cerr := script.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return 0, "", err
-	}
-	_ = os.Chmod(script.Name(), 0o644)
-	cmd := exec.CommandContext(ctx, pgbench, "-n", "-M", "prepared",
-		"-c", strconv.Itoa(w2Clients), "-j", strconv.Itoa(w2Threads), "-t", strconv.Itoa(w2PerClient(b.o)),
-		"-f", script.Name(), "-h", b.srv.Host, "-p", strconv.Itoa(b.srv.Port), "-U", b.srv.User, db)
-	cmd.Env = pgtest.Environ()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return 0, "", fmt.Errorf("pgbench: %v\n%s", err, out)
 	}
 	var n int64
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM w2`).Scan(&n); err != nil {
 		return 0, "", err
 	}
 	note := ""
-	if m := regexp.MustCompile(`tps = ([0-9.]+)`).FindSubmatch(out); m != nil {
-		tps, _ := strconv.ParseFloat(string(m[1]), 64)
+	if tps > 0 {
 		note = fmt.Sprintf("pgbench: %.0f tps", tps)
 	}
 	return n, note, nil
-}
-
-// pgbench finds the pgbench binary.
-func (b *bench) pgbench() (string, error) {
-	cands := []string{filepath.Join(b.srv.BinDir, "pgbench")}
-	if p, err := exec.LookPath("pgbench"); err == nil {
-		cands = append(cands, p)
-	}
-	debian, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pgbench")
-	slices.SortFunc(debian, func(a, b string) int {
-		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(a))))
-		vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(b))))
-		return vb - va
-	})
-	cands = append(cands, debian...)
-	for _, c := range cands {
-		if fi, err := os.Stat(c); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("no pgbench next to the server binaries, on PATH or in /usr/lib/postgresql/*/bin (apt-get install postgresql-contrib or postgresql)")
 }
 
 // sample is one reader's drain of one slot.
